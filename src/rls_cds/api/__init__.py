@@ -1,0 +1,1 @@
+"""The HTTP adapter: CDS Hooks discovery, services, feedback, health, metrics."""

@@ -1,0 +1,1 @@
+"""Celery on Redis: the app, tasks, the assessments store, embedded mode."""

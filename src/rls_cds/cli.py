@@ -1,0 +1,40 @@
+"""`rls-cds` command line: each sub-command lives in its own module under rls_cds.commands.
+
+A command module exposes ``register(subparsers)`` which adds its parser and sets ``func``;
+``func(args) -> int`` is the exit code. Modules keep heavy imports inside their functions so
+``rls-cds --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = [
+    "evaluate",
+    "terminology",
+    "serve",
+    "worker",
+    "reevaluate",
+    "panel",
+    "config",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rls-cds", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"rls_cds.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The pure clinical core: FHIR JSON -> facts -> findings -> cards. No I/O."""

@@ -1,0 +1,1 @@
+"""FHIR access: REST client with paging and deadlines, SMART Backend Services, Bulk Data."""

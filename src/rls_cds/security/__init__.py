@@ -1,0 +1,1 @@
+"""EHR authentication (JWT), trusted issuers, outbound allowlists, request limits."""

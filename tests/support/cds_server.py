@@ -1,0 +1,1 @@
+"""Test fixtures: cds_server (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: celery_workers (filled in by its issue)."""

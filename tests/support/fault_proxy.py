@@ -1,0 +1,1 @@
+"""Test fixtures: fault_proxy (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: fhir_server (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: jwt_keys (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Test fixtures: redis_server (filled in by its issue)."""

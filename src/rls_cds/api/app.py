@@ -1,0 +1,54 @@
+"""The FastAPI application: `create_app(settings)` wires runtime, error handlers and routers."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from fastapi import FastAPI
+
+from rls_cds.api import feedback, health, hooks
+from rls_cds.api.errors import install_error_handlers
+from rls_cds.api.runtime import build_runtime
+from rls_cds.settings import Settings, get_settings
+
+log = logging.getLogger("rls_cds.api")
+
+# --- Routers added by other parts -----------------------------------------------------------
+# Each module exposes `router` (a FastAPI APIRouter). Included only if importable, so a part that
+# has not landed yet does not stop the hooks. Add new routers here, one line each.
+OPTIONAL_ROUTERS = [
+    "rls_cds.api.subscriptions",
+    "rls_cds.api.panels",
+]
+# ----------------------------------------------------------------------------------------------
+
+
+def _include_optional_routers(app: FastAPI) -> None:
+    for name in OPTIONAL_ROUTERS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            if exc.name != name:  # the module exists but something it imports is broken: say so
+                log.error("optional router failed to import", extra={"router": name, "missing": exc.name})
+            continue
+        app.include_router(module.router)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="rls-cds",
+        version="0.1.0",
+        description="CDS Hooks 2.0 services for restless legs syndrome: causes, aggravators, drug safety.",
+    )
+    app.state.runtime = build_runtime(settings)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(feedback.router)  # before the hooks: /{id}/feedback is more specific
+    app.include_router(hooks.router)
+    _include_optional_routers(app)
+    if settings.dev_mode:
+        log.warning("DEVELOPMENT MODE: no authentication; serve on loopback only")
+    return app

@@ -1,0 +1,212 @@
+"""POST /cds-services/{id}: validate the call, gather data, run the clinical core, answer cards.
+
+The answer is never a 5xx for a well-formed call: FHIR trouble means fewer data (named in the
+cards), store trouble means no suppression, and a failure inside the core means no cards plus an
+error log, because an internal failure must never turn into advice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import orjson
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from rls_cds.api.catalogue import Service
+from rls_cds.api.errors import ApiError, check_json_content_type, parse_json_object, read_body
+from rls_cds.api.models import CardsResponse, HookRequest, error_responses, request_body
+from rls_cds.api.prefetch import CORE_KINDS, deadline_from, gather
+from rls_cds.api.runtime import Runtime
+from rls_cds.api.suppression import patient_key
+
+log = logging.getLogger("rls_cds.api")
+router = APIRouter()
+
+_DRAFT_HOOKS = {"order-select", "order-sign"}
+
+
+def _require_str(obj: dict, name: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, "invalid_request", f"'{name}' is required and must be a non-empty string")
+    return value
+
+
+def _validate(obj: dict, service: Service) -> dict:
+    hook = _require_str(obj, "hook")
+    _require_str(obj, "hookInstance")
+    if hook != service.hook:
+        raise ApiError(
+            400, "hook_mismatch", f"service '{service.id}' answers '{service.hook}', not this hook"
+        )
+    context = obj.get("context")
+    if not isinstance(context, dict):
+        raise ApiError(400, "invalid_request", "'context' is required and must be an object")
+    if "patientId" not in context and isinstance(obj.get("patient"), str):
+        context = {**context, "patientId": obj["patient"]}  # CDS Hooks 1.0 top-level patient
+    if not isinstance(context.get("patientId"), str) or not context["patientId"]:
+        raise ApiError(400, "invalid_request", "'context.patientId' is required and must be a string")
+    for name, kinds in (("prefetch", dict), ("fhirAuthorization", dict), ("fhirServer", str)):
+        if obj.get(name) is not None and not isinstance(obj[name], kinds):
+            raise ApiError(400, "invalid_request", f"'{name}' has the wrong type")
+    server = obj.get("fhirServer")
+    if server and (urlsplit(server).scheme not in ("http", "https") or not urlsplit(server).netloc):
+        raise ApiError(400, "invalid_request", "'fhirServer' must be an absolute http(s) URL")
+    if hook in _DRAFT_HOOKS and not isinstance(context.get("draftOrders"), dict | list):
+        raise ApiError(400, "invalid_request", "'context.draftOrders' is required (a Bundle)")
+    if hook == "medication-prescribe" and not isinstance(context.get("medications"), dict | list):
+        raise ApiError(400, "invalid_request", "'context.medications' is required")
+    return context
+
+
+def _access_token(obj: dict) -> str | None:
+    auth = obj.get("fhirAuthorization") or {}
+    token = auth.get("access_token")
+    return token if isinstance(token, str) and token else None
+
+
+def _draft_orders(service: Service, context: dict, flatten) -> list[dict]:
+    if service.hook == "patient-view":
+        return []
+    raw = context.get("medications") if service.hook == "medication-prescribe" else context.get("draftOrders")
+    drafts, _ = flatten(raw)
+    selections = context.get("selections")
+    if service.hook == "order-select" and isinstance(selections, list) and selections:
+        wanted = {s for s in selections if isinstance(s, str)}
+        drafts = [d for d in drafts if f"{d.get('resourceType')}/{d.get('id')}" in wanted]
+    return drafts
+
+
+def _count_resources(prefetch: dict, limit: int) -> None:
+    total = 0
+    for value in prefetch.values():
+        if isinstance(value, dict):
+            entries = value.get("entry")
+            total += len(entries) if isinstance(entries, list) else 1
+        elif isinstance(value, list):
+            total += len(value)
+        if total > limit:
+            raise ApiError(413, "too_many_resources", f"prefetch holds more than {limit} resources")
+
+
+def _annotate_missing(cards: list[dict], missing: dict[str, str]) -> None:
+    if not missing:
+        return
+    parts = "; ".join(f"{kind}: {why}" for kind, why in sorted(missing.items()))
+    note = (
+        f"\n\n**Data not available for this check** — {parts}. "
+        "Findings that depend on them were not assessed."
+    )
+    for card in cards:
+        card["detail"] = (card.get("detail") or "") + note
+
+
+def _run_core(rt: Runtime, service: Service, sources: list, context: dict, missing: frozenset) -> list[dict]:
+    from rls_cds.core.engine import evaluate, render_cards
+    from rls_cds.core.resources import flatten
+
+    resources, _warnings = flatten(sources)
+    drafts = _draft_orders(service, context, flatten)
+    assessment = evaluate(
+        resources,
+        now=datetime.now(UTC),
+        terminology=rt.terminology,
+        draft_orders=drafts,
+        missing=missing,
+    )
+    cards = render_cards(assessment, hook=service.hook)
+    return [c if isinstance(c, dict) else msgspec.to_builtins(c) for c in cards]
+
+
+def _evaluate(rt: Runtime, service: Service, obj: dict, context: dict, caller: Any, start: float) -> dict:
+    settings = rt.settings
+    prefetch = obj.get("prefetch") or {}
+    _count_resources(prefetch, settings.max_prefetch_resources)
+    data = gather(
+        service,
+        prefetch,
+        context,
+        obj.get("fhirServer"),
+        _access_token(obj),
+        deadline_from(start, settings.hook_deadline_seconds),
+        settings.fhir_request_timeout_seconds,
+        rt.metrics,
+    )
+    missing = frozenset(k for k in data.missing if k in CORE_KINDS)
+    try:
+        if rt.terminology is None:
+            raise RuntimeError("terminology not loaded")
+        cards = _run_core(rt, service, data.sources, context, missing)
+    except Exception as exc:  # noqa: BLE001 - an internal failure must never become a card
+        rt.metrics.core_errors.inc()
+        log.error("clinical core failed", extra={"service": service.id, "error_type": type(exc).__name__})
+        cards = []
+    _annotate_missing(cards, data.missing)
+    if rt.feedback is not None and cards:
+        tenant = getattr(caller, "tenant", None) or "default"
+        cards = rt.feedback.filter_and_remember(
+            tenant, patient_key(tenant, context["patientId"]), service.id, cards
+        )
+    for card in cards:
+        cause = ((card.get("source") or {}).get("topic") or {}).get("code") or "unknown"
+        rt.metrics.cards.labels(str(cause), str(card.get("indicator"))).inc()
+    return {"cards": cards, "systemActions": [], "_missing": sorted(data.missing)}
+
+
+@router.post(
+    "/cds-services/{service_id}",
+    response_model=CardsResponse,
+    responses=error_responses(400, 401, 403, 404, 413, 415),
+    openapi_extra=request_body(HookRequest),
+    summary="Call a CDS service (CDS Hooks 2.0)",
+    tags=["cds-hooks"],
+)
+async def call_service(service_id: str, request: Request) -> Response:
+    start = time.monotonic()
+    rt: Runtime = request.app.state.runtime
+    service = rt.catalogue.get(service_id)
+    if service is None:
+        raise ApiError(404, "unknown_service", "no CDS service with this id; see GET /cds-services")
+    request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+    status = 200
+    n_cards = 0
+    missing: list[str] = []
+    try:
+        caller = await rt.authenticate(request)
+        check_json_content_type(request)
+        body = await read_body(request, rt.settings.max_body_bytes)
+        obj = parse_json_object(body, rt.settings.max_json_depth)
+        context = _validate(obj, service)
+        server = obj.get("fhirServer")
+        if server and not caller.allows_fhir_server(server):
+            raise ApiError(403, "fhir_server_not_allowed", "fhirServer is not allowed for this issuer")
+        answer = await run_in_threadpool(_evaluate, rt, service, obj, context, caller, start)
+        missing = answer.pop("_missing")
+        n_cards = len(answer["cards"])
+        return Response(orjson.dumps(answer), media_type="application/json")
+    except ApiError as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.monotonic() - start
+        rt.metrics.hook_latency.labels(service.id).observe(elapsed)
+        rt.metrics.hook_requests.labels(service.id, str(status)).inc()
+        log.info(
+            "hook answered",
+            extra={
+                "request_id": request_id,
+                "service_id": service.id,
+                "hook": service.hook,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 1),
+                "card_count": n_cards,
+                "missing_data": missing,
+            },
+        )

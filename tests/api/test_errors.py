@@ -1,0 +1,183 @@
+"""Every bad request gets a 4xx JSON body that says what is wrong, and nothing else leaks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from tests.api import data
+from tests.support.cds_server import start_cds_server
+from tests.support.fhir_server import stop_process
+
+
+def _post_raw(
+    cds_server, path: str, body: bytes, content_type: str = "application/json"
+) -> requests.Response:
+    return requests.post(
+        f"{cds_server.url}{path}", data=body, headers={"Content-Type": content_type}, timeout=10
+    )
+
+
+def _assert_error(resp: requests.Response, status: int, error: str | None = None) -> dict:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error", "detail"}
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert "Traceback" not in resp.text and 'File "' not in resp.text
+    if error:
+        assert body["error"] == error
+    return body
+
+
+def test_unknown_service_is_404(cds_server):
+    _assert_error(
+        cds_server.post("/cds-services/no-such-service", {"hook": "patient-view"}), 404, "unknown_service"
+    )
+    _assert_error(cds_server.post("/cds-services/no-such-service/feedback", {"feedback": []}), 404)
+
+
+def test_malformed_json_is_400(cds_server, services):
+    resp = _post_raw(
+        cds_server, f"/cds-services/{services['patient-view']['id']}", b'{"hook": "patient-view",'
+    )
+    _assert_error(resp, 400, "invalid_json")
+
+
+def test_wrong_content_type_is_415(cds_server, services):
+    body = json.dumps(data.hook_request("patient-view", "p1", {})).encode()
+    resp = _post_raw(cds_server, f"/cds-services/{services['patient-view']['id']}", body, "text/plain")
+    _assert_error(resp, 415)
+
+
+@pytest.mark.parametrize("field", ["hook", "hookInstance", "context"])
+def test_missing_required_field_is_400(cds_server, services, field):
+    body = data.hook_request("patient-view", "p1", {})
+    del body[field]
+    body_resp = _assert_error(cds_server.post(f"/cds-services/{services['patient-view']['id']}", body), 400)
+    assert field in body_resp["detail"]
+
+
+def test_missing_patient_id_is_400(cds_server, services):
+    body = data.hook_request("patient-view", "p1", {})
+    del body["context"]["patientId"]
+    _assert_error(cds_server.post(f"/cds-services/{services['patient-view']['id']}", body), 400)
+
+
+def test_hook_not_matching_service_is_400(cds_server, services):
+    body = data.hook_request("order-sign", "p1", {}, drafts=[])
+    _assert_error(
+        cds_server.post(f"/cds-services/{services['patient-view']['id']}", body), 400, "hook_mismatch"
+    )
+
+
+def test_body_not_an_object_is_400(cds_server, services):
+    _assert_error(cds_server.post(f"/cds-services/{services['patient-view']['id']}", [1, 2]), 400)
+
+
+def test_order_sign_without_draft_orders_is_400(cds_server, services):
+    body = data.hook_request("order-sign", "p1", {}, drafts=[])
+    del body["context"]["draftOrders"]
+    _assert_error(cds_server.post(f"/cds-services/{services['order-sign']['id']}", body), 400)
+
+
+def test_fhir_server_must_be_http_url(cds_server, services):
+    body = data.hook_request("patient-view", "p1", None, "file:///etc/passwd", "tok")
+    _assert_error(cds_server.post(f"/cds-services/{services['patient-view']['id']}", body), 400)
+
+
+def test_oversized_body_is_413(cds_server, services):
+    # cds_server's RLS_MAX_BODY_BYTES is 2 MiB; stream 3 MiB without a Content-Length.
+    def chunks():
+        yield b'{"hook": "patient-view", "pad": "'
+        for _ in range(48):
+            yield b"x" * 65536
+        yield b'"}'
+
+    resp = requests.post(
+        f"{cds_server.url}/cds-services/{services['patient-view']['id']}",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    _assert_error(resp, 413, "payload_too_large")
+
+
+def test_too_deep_json_is_400(cds_server, services):
+    body = data.hook_request("patient-view", "p1", {})
+    nested: dict = {}
+    for _ in range(100):
+        nested = {"x": nested}
+    body["context"]["deep"] = nested
+    _assert_error(
+        cds_server.post(f"/cds-services/{services['patient-view']['id']}", body), 400, "json_too_deep"
+    )
+
+
+def test_invalid_resources_in_prefetch_are_skipped_not_fatal(cds_server, services):
+    svc = services["patient-view"]
+    record = data.patient_record("junk-1", ferritin_value=30)
+    prefetch = data.full_prefetch(record, svc)
+    prefetch["conditions"]["entry"].append({"resource": {"resourceType": "Condition", "code": 42}})
+    prefetch["conditions"]["entry"].append({"resource": "not a resource"})
+    resp = cds_server.post(
+        f"/cds-services/{svc['id']}", data.hook_request("patient-view", "junk-1", prefetch)
+    )
+    assert resp.status_code == 200
+    assert any(c["source"]["topic"]["code"] == "iron_deficiency" for c in resp.json()["cards"])
+
+
+@pytest.fixture(scope="module")
+def small_limits_server(tmp_path_factory, cds_redis):
+    server = start_cds_server(
+        tmp_path_factory.mktemp("small-limits"),
+        env={"REDIS_URL": cds_redis.url, "RLS_MAX_PREFETCH_RESOURCES": "5", "RLS_MAX_JSON_DEPTH": "8"},
+    )
+    yield server
+    stop_process(server.process)
+
+
+def test_too_many_prefetch_resources_is_413(small_limits_server):
+    services = {s["hook"]: s for s in small_limits_server.get("/cds-services").json()["services"]}
+    obs = [data.ferritin("many", 30, suffix=str(i)) for i in range(6)]
+    body = data.hook_request("patient-view", "many", {"labs": data.searchset(obs)})
+    resp = small_limits_server.post(f"/cds-services/{services['patient-view']['id']}", body)
+    _assert_error(resp, 413, "too_many_resources")
+
+
+def test_configured_depth_limit(small_limits_server):
+    services = {s["hook"]: s for s in small_limits_server.get("/cds-services").json()["services"]}
+    body = data.hook_request("patient-view", "p1", {})
+    body["context"]["a"] = {"b": {"c": {"d": {"e": {"f": {"g": {}}}}}}}
+    resp = small_limits_server.post(f"/cds-services/{services['patient-view']['id']}", body)
+    _assert_error(resp, 400, "json_too_deep")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"feedback": []},
+        {"feedback": [{"card": "x", "outcome": "maybe", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]},
+        {"feedback": [{"card": "x", "outcome": "accepted", "outcomeTimestamp": "yesterday"}]},
+        {"feedback": [{"outcome": "accepted", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]},
+        {"feedback": "accepted"},
+    ],
+)
+def test_invalid_feedback_is_400(cds_server, services, payload):
+    resp = cds_server.post(f"/cds-services/{services['patient-view']['id']}/feedback", payload)
+    _assert_error(resp, 400, "invalid_feedback")
+
+
+def test_no_tokens_or_patient_ids_in_the_log(cds_server, services, fhir_server):
+    svc = services["patient-view"]
+    secret_pid = "patient-id-that-must-not-be-logged"
+    body = data.hook_request(
+        "patient-view", secret_pid, None, fhir_server.base_url, "token-that-must-not-be-logged"
+    )
+    assert cds_server.post(f"/cds-services/{svc['id']}", body).status_code == 200
+    log = cds_server.log_text()
+    assert "hook answered" in log
+    assert secret_pid not in log
+    assert "token-that-must-not-be-logged" not in log

@@ -35,6 +35,24 @@ def _include_optional_routers(app: FastAPI) -> None:
         app.include_router(module.router)
 
 
+def _openapi_with_service_ids(app: FastAPI, service_ids: list[str]):
+    """Declare the known service ids as an enum, so clients and fuzzers see the real contract."""
+    original = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = original()
+            for path in schema.get("paths", {}).values():
+                for op in path.values():
+                    for param in op.get("parameters", []):
+                        if param.get("name") == "service_id" and service_ids:
+                            param["schema"] = {"type": "string", "enum": service_ids}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
@@ -49,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feedback.router)  # before the hooks: /{id}/feedback is more specific
     app.include_router(hooks.router)
     _include_optional_routers(app)
+    app.openapi = _openapi_with_service_ids(app, list(app.state.runtime.catalogue))
     if settings.dev_mode:
         log.warning("DEVELOPMENT MODE: no authentication; serve on loopback only")
     return app

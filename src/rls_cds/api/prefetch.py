@@ -48,6 +48,9 @@ def gather(
         elif not fhir_server:
             out.missing.setdefault(kind, "not prefetched and no fhirServer")
         else:
+            # Large pages: fewer round trips inside the deadline (servers cap _count as they see fit).
+            if "?" in query and "_count=" not in query:
+                query += "&_count=200"
             queries[key] = query
     if queries:
         metrics.fhir_fetches.inc(len(queries))

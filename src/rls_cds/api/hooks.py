@@ -104,8 +104,8 @@ def _annotate_missing(cards: list[dict], missing: dict[str, str]) -> None:
         f"\n\n**Data not available for this check** — {parts}. "
         "Findings that depend on them were not assessed."
     )
-    for card in cards:
-        card["detail"] = (card.get("detail") or "") + note
+    # New dicts: the core may hand out cards it keeps (caches); never mutate them in place.
+    cards[:] = [{**card, "detail": (card.get("detail") or "") + note} for card in cards]
 
 
 def _run_core(rt: Runtime, service: Service, sources: list, context: dict, missing: frozenset) -> list[dict]:

@@ -63,6 +63,20 @@ def _start_embedded(settings):
     return stop
 
 
+def tuned_app():
+    """Build the app (terminology loaded), then freeze the start-up heap and raise the GC budget."""
+    from rls_cds.api.app import create_app
+    from rls_cds.settings import get_settings
+
+    if not logging.getLogger().handlers:  # a fresh uvicorn worker process
+        _configure_logging(get_settings())
+    app = create_app()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    return app
+
+
 def run(args) -> int:
     import uvicorn
 
@@ -74,23 +88,24 @@ def run(args) -> int:
         return 2
     stop = _start_embedded(settings) if not settings.redis_url else None
     try:
-        from rls_cds.api.app import create_app
         from rls_cds.settings import get_settings
 
         settings = get_settings()
-        app = create_app(settings)
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
         log.info("serving", extra={"host": settings.host, "port": settings.port, "dev": settings.dev_mode})
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level.lower(),
-            access_log=False,  # access lines carry URLs; our own hook log is PHI-safe
-            log_config=None,
-        )
+        common = {
+            "host": settings.host,
+            "port": settings.port,
+            "log_level": settings.log_level.lower(),
+            "access_log": False,  # access lines carry URLs; our own hook log is PHI-safe
+            "log_config": None,
+        }
+        if settings.api_workers > 1:
+            # Each worker process builds its own app (and tunes its own GC) from the environment.
+            uvicorn.run(
+                "rls_cds.commands.serve:tuned_app", factory=True, workers=settings.api_workers, **common
+            )
+        else:
+            uvicorn.run(tuned_app(), **common)
     finally:
         if stop is not None:
             stop()

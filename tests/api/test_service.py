@@ -61,3 +61,19 @@ def test_openapi_document_describes_the_hooks(cds_server):
     assert set(schema["required"]) == {"hook", "hookInstance", "context"}
     assert {"400", "404", "413", "415"} <= set(hook["responses"])
     assert "/cds-services/{service_id}/feedback" in doc["paths"]
+
+
+def test_cors_preflight_for_browser_ehrs(cds_server, services):
+    import requests
+
+    resp = requests.options(
+        f"{cds_server.url}/cds-services/{services['patient-view']['id']}",
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+        timeout=5,
+    )
+    assert resp.status_code == 200
+    assert resp.headers["access-control-allow-origin"] in ("*", "https://sandbox.cds-hooks.org")

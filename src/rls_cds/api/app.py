@@ -6,6 +6,7 @@ import importlib
 import logging
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from rls_cds.api import feedback, health, hooks
 from rls_cds.api.errors import install_error_handlers
@@ -63,6 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = build_runtime(settings)
     app.state.settings = settings
     install_error_handlers(app)
+    # CDS Hooks: browser-based EHRs and the CDS Hooks sandbox call services cross-origin. No cookies
+    # are used (bearer JWTs only), so any origin may call.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+    )
     app.include_router(health.router)
     app.include_router(feedback.router)  # before the hooks: /{id}/feedback is more specific
     app.include_router(hooks.router)

@@ -206,3 +206,26 @@ def test_fhir_fetch_errors_are_counted(cds_server, services, fhir_server, fault_
     )
     metrics = cds_server.get("/metrics").text
     assert 'rls_cds_fhir_fetch_errors_total{reason="http_500"}' in metrics
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign", "medication-prescribe"])
+def test_prescribing_hooks_with_prefetch_missing(cds_server, services, fhir_server, fhir_patients, hook):
+    svc = services[hook]
+    pid = fhir_patients["low_iron_ssri"]
+    draft = data.sertraline_order(pid, status="draft", oid=f"miss-{hook}")
+    body = data.hook_request(hook, pid, None, fhir_server.base_url, fhir_server.token, drafts=[draft])
+    found = causes(_call(cds_server, svc, body))
+    assert {"drug_induced", "iron_deficiency"} <= found
+
+
+def test_slow_server_within_the_deadline_is_still_used(
+    cds_server, services, fhir_server, fault_proxy, fhir_patients
+):
+    svc = services["patient-view"]
+    fault_proxy.set_mode("delay", 0.2)
+    body = data.hook_request(
+        "patient-view", fhir_patients["low_iron_ssri"], None, fault_proxy.base_url, fhir_server.token
+    )
+    cards = _call(cds_server, svc, body)
+    assert "iron_deficiency" in causes(cards)
+    assert all("not available" not in (c.get("detail") or "") for c in cards)

@@ -132,7 +132,7 @@ def test_invalid_resources_in_prefetch_are_skipped_not_fatal(cds_server, service
 def small_limits_server(tmp_path_factory, cds_redis):
     server = start_cds_server(
         tmp_path_factory.mktemp("small-limits"),
-        env={"REDIS_URL": cds_redis.url, "RLS_MAX_PREFETCH_RESOURCES": "5", "RLS_MAX_JSON_DEPTH": "8"},
+        env={"REDIS_URL": cds_redis.url, "RLS_MAX_PREFETCH_RESOURCES": "5", "RLS_MAX_JSON_DEPTH": "16"},
     )
     yield server
     stop_process(server.process)
@@ -149,7 +149,10 @@ def test_too_many_prefetch_resources_is_413(small_limits_server):
 def test_configured_depth_limit(small_limits_server):
     services = {s["hook"]: s for s in small_limits_server.get("/cds-services").json()["services"]}
     body = data.hook_request("patient-view", "p1", {})
-    body["context"]["a"] = {"b": {"c": {"d": {"e": {"f": {"g": {}}}}}}}
+    nested: dict = {}
+    for _ in range(16):  # 16 levels inside context: deeper than 16 in all
+        nested = {"x": nested}
+    body["context"]["a"] = nested
     resp = small_limits_server.post(f"/cds-services/{services['patient-view']['id']}", body)
     _assert_error(resp, 400, "json_too_deep")
 

@@ -82,3 +82,26 @@ def _counter(cds_server, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_identical_cards_for_two_patients_have_their_own_uuids(cds_server, services):
+    svc = services["patient-view"]
+    a, b = f"twin-{uuid.uuid4().hex[:8]}", f"twin-{uuid.uuid4().hex[:8]}"
+
+    def request(pid: str) -> dict:
+        return data.hook_request("patient-view", pid, data.full_prefetch(data.patient_record(pid, None), svc))
+
+    card_a = next(
+        c
+        for c in _cards(cds_server, svc, request(a))
+        if c["source"]["topic"]["code"] == "iron_studies_missing"
+    )
+    card_b = next(
+        c
+        for c in _cards(cds_server, svc, request(b))
+        if c["source"]["topic"]["code"] == "iron_studies_missing"
+    )
+    assert card_a["uuid"] != card_b["uuid"]
+    _feedback(cds_server, svc, card_a, "overridden")
+    assert "iron_studies_missing" not in causes(_cards(cds_server, svc, request(a)))
+    assert "iron_studies_missing" in causes(_cards(cds_server, svc, request(b)))

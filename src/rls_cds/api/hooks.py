@@ -108,6 +108,19 @@ def _annotate_missing(cards: list[dict], missing: dict[str, str]) -> None:
     cards[:] = [{**card, "detail": (card.get("detail") or "") + note} for card in cards]
 
 
+def _per_patient_uuids(cards: list[dict], patient: str) -> list[dict]:
+    """Card uuids from the core are content hashes; two patients can get the same card text. Feedback
+    names only the uuid, so make it patient-specific (still deterministic) to keep overrides apart."""
+    out = []
+    for card in cards:
+        try:
+            base = uuid.UUID(str(card.get("uuid")))
+        except ValueError:
+            base = uuid.uuid5(uuid.NAMESPACE_OID, orjson.dumps(card, option=orjson.OPT_SORT_KEYS).decode())
+        out.append({**card, "uuid": str(uuid.uuid5(base, patient))})
+    return out
+
+
 def _run_core(rt: Runtime, service: Service, sources: list, context: dict, missing: frozenset) -> list[dict]:
     from rls_cds.core.engine import evaluate, render_cards
     from rls_cds.core.resources import flatten
@@ -149,11 +162,11 @@ def _evaluate(rt: Runtime, service: Service, obj: dict, context: dict, caller: A
         log.error("clinical core failed", extra={"service": service.id, "error_type": type(exc).__name__})
         cards = []
     _annotate_missing(cards, data.missing)
+    tenant = getattr(caller, "tenant", None) or "default"
+    patient = patient_key(tenant, context["patientId"])
+    cards = _per_patient_uuids(cards, patient)
     if rt.feedback is not None and cards:
-        tenant = getattr(caller, "tenant", None) or "default"
-        cards = rt.feedback.filter_and_remember(
-            tenant, patient_key(tenant, context["patientId"]), service.id, cards
-        )
+        cards = rt.feedback.filter_and_remember(tenant, patient, service.id, cards)
     for card in cards:
         cause = ((card.get("source") or {}).get("topic") or {}).get("code") or "unknown"
         rt.metrics.cards.labels(str(cause), str(card.get("indicator"))).inc()

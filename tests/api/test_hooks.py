@@ -229,3 +229,14 @@ def test_slow_server_within_the_deadline_is_still_used(
     cards = _call(cds_server, svc, body)
     assert "iron_deficiency" in causes(cards)
     assert all("not available" not in (c.get("detail") or "") for c in cards)
+
+
+def test_patient_id_outside_fhir_id_syntax_is_never_put_in_a_query(
+    cds_server, services, fhir_server, fault_proxy
+):
+    svc = services["patient-view"]
+    seen = fault_proxy.requests_seen
+    body = data.hook_request("patient-view", "x&_include=*", None, fault_proxy.base_url, fhir_server.token)
+    resp = cds_server.post(f"/cds-services/{svc['id']}", body)
+    assert resp.status_code == 200
+    assert fault_proxy.requests_seen == seen

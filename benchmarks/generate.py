@@ -497,6 +497,10 @@ def make_prefetch(
             items = [o for o in items if o["id"] not in claimed and (codes is None or _loinc(o) in codes)]
             claimed.update(o["id"] for o in items)
         out[key] = _searchset(items, base)
+    if not any(t.split("?")[0] == "Observation" for t in keys.values()):
+        # No lab query in the catalogue (terminology not loaded): still send the labs, as EHRs
+        # that prefetch by category would; the service reads every prefetch value.
+        out["observations"] = _searchset(patient.get("Observation", []), base)
     return out
 
 

@@ -51,7 +51,7 @@ def bare_parse(directory: Path) -> dict:
                 resources += 1
                 key = _patient_of(res)
                 per_patient[key] = per_patient.get(key, 0) + 1
-    return {"resources": resources, "patients": len(per_patient)}
+    return {"resources": resources, "patients": len(per_patient) - ("" in per_patient)}
 
 
 def _patient_of(res: dict) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import platform
 import subprocess
@@ -167,7 +168,7 @@ def mint(key, jti: str) -> str:
 def percentile(sorted_ms: list[float], p: float) -> float:
     if not sorted_ms:
         return None
-    rank = max(0, min(len(sorted_ms) - 1, int(round(p / 100 * len(sorted_ms) + 0.5)) - 1))
+    rank = max(0, min(len(sorted_ms) - 1, math.ceil(p / 100 * len(sorted_ms)) - 1))  # nearest rank
     return sorted_ms[rank]
 
 

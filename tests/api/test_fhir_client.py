@@ -69,3 +69,11 @@ def test_next_link_to_another_host_is_not_followed(fhir_server, fault_proxy):
         other_origin, {"labs": f"Observation?patient={pid}&_count=1"}, fhir_server.token, _deadline(5), 2.0
     )
     assert result.failed == {"labs": "foreign_next_link"}
+
+
+def test_redirects_are_not_followed(fhir_server, fault_proxy):
+    fault_proxy.set_mode("redirect")
+    result = fetch_queries(
+        fault_proxy.base_url, {"a": "Condition?patient=x"}, fhir_server.token, _deadline(2), 1.0
+    )
+    assert result.failed == {"a": "http_302"}

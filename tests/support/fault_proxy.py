@@ -1,9 +1,10 @@
 """Test fixture: a loopback HTTP proxy in front of the FHIR server that can misbehave on demand.
 
 Modes: ``pass`` (forward), ``delay`` (wait N seconds, then forward), ``hang`` (never answer until the
-mode changes or the proxy stops), ``500``, ``401`` and ``refuse`` (the port is closed: connection
-refused). Response bodies have the upstream base rewritten to the proxy's, so paging links point
-back through the proxy as a real FHIR server behind a gateway would answer.
+mode changes or the proxy stops), ``500``, ``401``, ``redirect`` (302 to the upstream's origin) and
+``refuse`` (the port is closed: connection refused). Response bodies have the upstream base
+rewritten to the proxy's, so paging links point back through the proxy as a real FHIR server behind
+a gateway would answer.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class FaultProxy:
 
     # --- control --------------------------------------------------------------------------
     def set_mode(self, mode: str, seconds: float = 0.0) -> None:
-        assert mode in ("pass", "delay", "hang", "500", "401", "refuse"), mode
+        assert mode in ("pass", "delay", "hang", "500", "401", "refuse", "redirect"), mode
         with self._lock:
             self._changed.set()  # release any hanging request
             self._changed = threading.Event()
@@ -120,6 +121,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if mode == "500":
             oo = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
             self._send(500, json.dumps(oo).encode())
+            return
+        if mode == "redirect":  # to the upstream's own origin: a different host:port than asked
+            self._send(302, b"", [("Location", owner.upstream_origin + self.path)])
             return
         if mode == "401":
             oo = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import msgspec
 import orjson
 from fastapi import APIRouter, Request, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from rls_cds.api.catalogue import Service
@@ -173,6 +174,21 @@ def _evaluate(rt: Runtime, service: Service, obj: dict, context: dict, caller: A
     return {"cards": cards, "systemActions": [], "_missing": sorted(data.missing)}
 
 
+def _after_order_sign_task(rt: Runtime, service: Service, obj: dict, context: dict, caller: Any):
+    """Once the answer is sent: let background work re-evaluate the patient (orders just changed)."""
+    if service.hook != "order-sign" or rt.on_order_sign is None:
+        return None
+    tenant = getattr(caller, "tenant", None) or "default"
+
+    def run() -> None:
+        try:
+            rt.on_order_sign(tenant, obj.get("fhirServer"), context["patientId"])
+        except Exception as exc:  # noqa: BLE001 - a trigger failure must not touch the hook's answer
+            log.warning("order-sign trigger failed", extra={"error_type": type(exc).__name__})
+
+    return BackgroundTask(run)
+
+
 @router.post(
     "/cds-services/{service_id}",
     response_model=CardsResponse,
@@ -203,7 +219,8 @@ async def call_service(service_id: str, request: Request) -> Response:
         answer = await run_in_threadpool(_evaluate, rt, service, obj, context, caller, start)
         missing = answer.pop("_missing")
         n_cards = len(answer["cards"])
-        return Response(orjson.dumps(answer), media_type="application/json")
+        after = _after_order_sign_task(rt, service, obj, context, caller)
+        return Response(orjson.dumps(answer), media_type="application/json", background=after)
     except ApiError as exc:
         status = exc.status
         raise

@@ -46,6 +46,8 @@ class Runtime:
     feedback: FeedbackStore | None = None
     authenticator: Any | None = None
     auth_error: type[BaseException] | None = None
+    # rls_cds.background.triggers.on_order_sign(tenant, fhir_server, patient_id), when that part exists.
+    on_order_sign: Any | None = None
     problems: list[str] = field(default_factory=list)
 
     async def authenticate(self, request: Request) -> Any:
@@ -112,4 +114,10 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.redis_url:
         rt.feedback = FeedbackStore.from_url(settings.redis_url, rt.metrics)
     _build_authenticator(rt)
+    try:
+        from rls_cds.background.triggers import on_order_sign
+
+        rt.on_order_sign = on_order_sign
+    except ImportError:
+        pass
     return rt

@@ -33,7 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        from rls_cds.settings import get_settings
+
+        get_settings()  # invalid configuration stops every command here, naming the variable
+        return int(args.func(args) or 0)
+    except Exception as exc:
+        from rls_cds.commands.config import configuration_error
+
+        message = configuration_error(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""`rls-cds config show|check` and the start-up message for invalid configuration (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rls_cds.settings import Settings
+from tests.ops.conftest import run_cli
+
+SECRET = "s3cr3t-Zq8vNw"  # distinctive, so any leak is found by substring
+
+
+def test_show_lists_every_setting_with_its_variable():
+    out = run_cli("config", "show", env={"RLS_PORT": "9123"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for name in Settings.model_fields:
+        variable = "REDIS_URL" if name == "redis_url" else f"RLS_{name.upper()}"
+        assert any(line.split()[0] == variable for line in lines), variable
+    port_line = next(line for line in lines if line.startswith("RLS_PORT "))
+    assert "9123" in port_line and "[env]" in port_line
+
+
+def test_show_json_is_the_effective_configuration():
+    out = run_cli("config", "show", "--json", env={"RLS_PORT": "9124", "RLS_DEV_MODE": "true"})
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert set(shown) == set(Settings.model_fields)
+    assert shown["port"] == 9124 and shown["dev_mode"] is True
+    assert shown["hook_deadline_seconds"] == Settings.model_fields["hook_deadline_seconds"].default
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_show_redacts_secrets_and_url_credentials(as_json):
+    env = {
+        "RLS_SUBSCRIPTION_SECRET": SECRET,
+        "REDIS_URL": f"redis://:{SECRET}@redis.internal:6379/0",
+        "RLS_PUBLIC_URL": f"https://svc:{SECRET}@cds.example.org",
+    }
+    out = run_cli("config", "show", *(["--json"] if as_json else []), env=env)
+    assert out.returncode == 0, out.stderr
+    assert SECRET not in out.stdout + out.stderr
+    assert "redis.internal:6379/0" in out.stdout  # the rest of the URL stays useful
+    assert "svc:**********@cds.example.org" in out.stdout
+    if as_json:
+        shown = json.loads(out.stdout)
+        assert shown["subscription_secret"] == "**********"
+        assert shown["redis_url"] == "redis://:**********@redis.internal:6379/0"
+
+
+def test_user_name_alone_in_a_url_is_treated_as_a_token():
+    out = run_cli("config", "show", "--json", env={"REDIS_URL": f"rediss://{SECRET}@r:6380/1"})
+    assert SECRET not in out.stdout
+    assert json.loads(out.stdout)["redis_url"] == "rediss://**********@r:6380/1"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "command"),
+    [
+        ("RLS_PORT", "abc", ["config", "show"]),
+        ("RLS_PORT", "70000", ["serve"]),
+        ("RLS_HOOK_DEADLINE_SECONDS", "-1", ["evaluate"]),
+        ("RLS_DEV_MODE", "maybe", ["worker"]),
+        ("RLS_API_WORKERS", "0", ["config", "check"]),
+    ],
+)
+def test_invalid_configuration_fails_every_command_naming_the_variable(variable, value, command):
+    out = run_cli(*command, env={variable: value})
+    assert out.returncode != 0
+    assert variable in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert repr(value) in out.stderr  # the offending value, so the operator sees what was read
+
+
+def test_invalid_secret_value_is_not_echoed():
+    # SecretStr accepts any text, so make the error come from another variable in the same run.
+    out = run_cli("config", "show", env={"RLS_SUBSCRIPTION_SECRET": SECRET, "RLS_MAX_JSON_DEPTH": "2"})
+    assert out.returncode != 0 and "RLS_MAX_JSON_DEPTH" in out.stderr
+    assert SECRET not in out.stderr + out.stdout
+
+
+def test_check_reports_missing_files_by_variable(tmp_path):
+    out = run_cli(
+        "config",
+        "check",
+        "--offline",
+        env={
+            "RLS_TRUSTED_ISSUERS_FILE": str(tmp_path / "nope.yaml"),
+            "RLS_CATALOGUE_DIR": str(tmp_path / "x"),
+        },
+    )
+    assert out.returncode == 1
+    assert "RLS_TRUSTED_ISSUERS_FILE" in out.stderr and "RLS_CATALOGUE_DIR" in out.stderr
+
+
+def test_check_reports_unreachable_redis_without_its_password(tmp_path):
+    from tests.support.fhir_server import free_port
+
+    url = f"redis://:{SECRET}@127.0.0.1:{free_port()}/0"  # nothing listens there
+    out = run_cli("config", "check", env={"REDIS_URL": url}, timeout=30)
+    assert out.returncode == 1
+    assert "REDIS_URL" in out.stderr and SECRET not in out.stderr + out.stdout
+
+
+def test_check_passes_against_a_real_redis(tmp_path):
+    from tests.support.cds_server import start_redis
+    from tests.support.fhir_server import stop_process
+
+    redis = start_redis(tmp_path / "redis")
+    try:
+        out = run_cli("config", "check", env={"REDIS_URL": redis.url})
+    finally:
+        stop_process(redis.process)
+    problems = [line for line in out.stderr.splitlines() if line.startswith("problem:")]
+    # The terminology tables may still be missing in this checkout; Redis must not be a problem.
+    assert not [p for p in problems if "REDIS_URL" in p]
+    if not problems:
+        assert out.returncode == 0 and "distributed" in out.stdout

@@ -2,6 +2,11 @@
 
 The binary is `$RLS_FHIR_SERVER_BIN` (default `.venv-fhir/bin/sekmet`, created by
 `make .venv-fhir/.installed`). Settings file, SQLite data and keys live in a per-session temp dir.
+
+Besides static bearer tokens the server accepts SMART Backend Services clients registered at
+start-up: `smart_client_ids[alg]` for RS384 (RSA key; also `smart_client_id`) and ES384 (EC P-384
+key), private keys in `smart_keys[alg]` (PEM files); `write_fhir_servers_file(path, alg)` writes an
+`RLS_FHIR_SERVERS_FILE` for one of them. (sekmet needs one key type per client.)
 """
 
 from __future__ import annotations
@@ -41,6 +46,24 @@ class FhirServer:
     process: subprocess.Popen
     log_path: Path
     _next_token: int = field(default=0)
+    # SMART Backend Services client registered at start-up (private keys by alg: RS384, ES384).
+    smart_client_id: str | None = None
+    smart_keys: dict[str, Path] = field(default_factory=dict)
+    smart_client_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def token_url(self) -> str:
+        return self.base_url.rsplit("/fhir", 1)[0] + "/auth/token"
+
+    def write_fhir_servers_file(self, path: Path, alg: str = "RS384", **extra) -> Path:
+        """An RLS_FHIR_SERVERS_FILE with this server and its SMART client (extra keys override)."""
+        entry = {
+            "client_id": self.smart_client_ids[alg],
+            "private_key_path": str(self.smart_keys[alg]),
+            "alg": alg,
+        }
+        path.write_text(yaml.safe_dump({"servers": {self.base_url: {**entry, **extra}}}))
+        return path
 
     @property
     def token(self) -> str:
@@ -99,18 +122,51 @@ def _wait_ready(base_url: str, proc: subprocess.Popen, log_path: Path, timeout: 
     pytest.fail(f"sekmet did not start in {timeout}s: {log_path.read_text()[-2000:]}")
 
 
+def _smart_client_keys(keydir: Path) -> tuple[dict[str, Path], dict[str, dict]]:
+    """Fresh RS384 and ES384 key pairs: private PEM files and each public JWKS, by alg."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+    keydir.mkdir(parents=True, exist_ok=True)
+    paths, jwks = {}, {}
+    for alg, key in (
+        ("RS384", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+        ("ES384", ec.generate_private_key(ec.SECP384R1())),
+    ):
+        path = keydir / f"rls-cds-client-{alg.lower()}.pem"
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        path.write_bytes(pem)
+        path.chmod(0o600)
+        to_jwk = RSAAlgorithm.to_jwk if alg == "RS384" else ECAlgorithm.to_jwk
+        jwks[alg] = {"keys": [{**to_jwk(key.public_key(), as_dict=True), "alg": alg, "use": "sig"}]}
+        paths[alg] = path
+    return paths, jwks
+
+
 def start_fhir_server(workdir: Path) -> FhirServer:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/fhir"
     tokens = [secrets.token_urlsafe(24) for _ in range(3)]
     workdir.mkdir(parents=True, exist_ok=True)
+    smart_client_ids = {"RS384": "rls-cds-test-client", "ES384": "rls-cds-test-client-es384"}
+    smart_keys, smart_jwks = _smart_client_keys(workdir / "client-keys")
     config = {
         "base_url": base_url,
         "host": "127.0.0.1",
         "port": port,
         "data_dir": str(workdir / "data"),
         "own_private_key_path": str(workdir / "keys" / "sekmet_private.pem"),
-        "server_auth": {"types": ["bearer"], "tokens": tokens},
+        "server_auth": {
+            "types": ["bearer", "smart"],
+            "tokens": tokens,
+            "smart_clients": [
+                {"client_id": smart_client_ids[alg], "jwks": smart_jwks[alg], "scopes": "system/*.*"}
+                for alg in smart_client_ids
+            ],
+        },
         "validation": {"inbound": "off"},
         "simulator": {"enabled": False},
         "log_inbound": False,
@@ -141,7 +197,15 @@ def start_fhir_server(workdir: Path) -> FhirServer:
     except BaseException:
         stop_process(proc)
         raise
-    return FhirServer(base_url, tokens, proc, log_path)
+    return FhirServer(
+        base_url,
+        tokens,
+        proc,
+        log_path,
+        smart_client_id=smart_client_ids["RS384"],
+        smart_keys=smart_keys,
+        smart_client_ids=smart_client_ids,
+    )
 
 
 def stop_process(proc: subprocess.Popen) -> None:

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Uvicorn worker processes for the API (each is stateless).
     api_workers: int = Field(1, ge=1, le=64)
+    # On SIGTERM the API stops accepting and gives in-flight requests this long to finish (seconds).
+    shutdown_grace_seconds: float = Field(20.0, gt=0, le=600)
 
     # --- Content ------------------------------------------------------------------------
     terminology_dir: Path = REPO_ROOT / "terminology"

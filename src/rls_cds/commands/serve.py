@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 
 # DESIGN §1: most of the latency tail on large bodies is the garbage collector; a larger
 # generation-0 budget plus freezing the start-up heap (terminology index) cut p99 about 5x.
@@ -77,6 +78,19 @@ def tuned_app():
     return app
 
 
+def _exit_quietly_on_stop_signals() -> None:
+    """Uvicorn drains, restores the handlers it found and re-raises SIGTERM/SIGINT after shutdown.
+    With the default handler there, the process would die of the signal before the `finally` below
+    stops the embedded Redis and worker; this one unwinds through it and exits 0 (also when the
+    signal comes before uvicorn has started, e.g. while the terminology loads)."""
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+
+
 def run(args) -> int:
     import uvicorn
 
@@ -86,6 +100,7 @@ def run(args) -> int:
     if settings.dev_mode and settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.error("development mode serves on loopback only; refusing host", extra={"host": settings.host})
         return 2
+    _exit_quietly_on_stop_signals()
     stop = _start_embedded(settings) if not settings.redis_url else None
     try:
         from rls_cds.settings import get_settings
@@ -98,6 +113,8 @@ def run(args) -> int:
             "log_level": settings.log_level.lower(),
             "access_log": False,  # access lines carry URLs; our own hook log is PHI-safe
             "log_config": None,
+            # SIGTERM: stop accepting, let in-flight hooks finish for at most this long.
+            "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         }
         if settings.api_workers > 1:
             # Each worker process builds its own app (and tunes its own GC) from the environment.

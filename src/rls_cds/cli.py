@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "terminology",
     "serve",
     "worker",
+    "beat",
     "reevaluate",
     "panel",
     "config",

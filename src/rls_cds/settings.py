@@ -72,6 +72,22 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(2, ge=1, le=256)
     # Stored assessments expire after this many days.
     assessment_ttl_days: int = Field(90, ge=1)
+    # Background re-evaluation (Celery): retries of FHIR/Redis failures use exponential back-off with
+    # jitter from this base; after the last retry the task lands in the dead-letter list with its reason.
+    task_max_retries: int = Field(5, ge=0, le=50)
+    task_retry_backoff_seconds: float = Field(2.0, gt=0, le=600)
+    # Hard time limit of one task (the soft limit is 80 % of it); also the per-patient lock's lifetime.
+    task_time_limit_seconds: int = Field(300, ge=5)
+    # Redis broker: a task taken by a worker that died unacknowledged is redelivered after this long.
+    # Keep it above the longest task (tasks are idempotent, so an early redelivery only wastes work).
+    task_visibility_timeout_seconds: int = Field(3600, ge=1)
+    # Timeout of one FHIR request made by background work (no hook deadline applies there).
+    background_fhir_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    # Re-evaluation requests for a patient already queued (and not yet started) within this window
+    # are coalesced into the queued one.
+    trigger_coalesce_seconds: int = Field(30, ge=1)
+    # Celery beat keeps its schedule state here.
+    beat_schedule_file: Path = REPO_ROOT / "var" / "celerybeat-schedule"
 
     # --- FHIR servers used by background work (SMART Backend Services) --------------------
     # YAML file: FHIR server bases with client id, private key path, token URL, scopes.
@@ -80,6 +96,17 @@ class Settings(BaseSettings):
     panels_file: Path | None = None
     # Where panel run outputs (JSON / CSV worklists) are written.
     reports_dir: Path = REPO_ROOT / "var" / "reports"
+    # Panel runs: NDJSON is cut into map chunks of about this many bytes, and patients are spread over
+    # partitions of about this many input bytes (a few hundred patients) for evaluation.
+    panel_chunk_bytes: int = Field(8 * 2**20, ge=1024)
+    panel_partition_bytes: int = Field(8 * 2**20, ge=1024)
+    # Per-patient search strategy: patients per task (100-500 keeps Celery overhead negligible).
+    panel_patients_per_task: int = Field(200, ge=1, le=5000)
+    # A queued chunk not done after this long is re-enqueued (its worker died); chunks are idempotent.
+    panel_lease_seconds: float = Field(120.0, gt=0)
+    # Bulk $export: give up waiting for the server's export after this long; download attempts per file.
+    panel_export_timeout_seconds: float = Field(3600.0, gt=0)
+    panel_download_attempts: int = Field(3, ge=1, le=20)
     # Shared secret expected in the X-Subscription-Secret header of FHIR Subscription notifications.
     subscription_secret: SecretStr | None = None
 

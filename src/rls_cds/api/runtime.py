@@ -111,6 +111,12 @@ def build_runtime(settings: Settings) -> Runtime:
     rt.terminology = _load_terminology(settings, rt.problems)
     rt.catalogue = load_catalogue(settings.catalogue_dir, rt.terminology)
     rt.store = _build_store(settings)
+    try:  # queue lengths and worker task counts, read from Redis at scrape time
+        from rls_cds.background.metrics import register_background_metrics
+
+        register_background_metrics(rt.metrics.registry, rt.store)
+    except ImportError:
+        pass
     if settings.redis_url:
         rt.feedback = FeedbackStore.from_url(settings.redis_url, rt.metrics)
     _build_authenticator(rt)

@@ -58,7 +58,9 @@ class BackgroundCollector:
         yield up
 
         length = GaugeMetricFamily(
-            "rls_cds_queue_length", "Tasks waiting in each Celery queue (read at scrape time)", labels=["queue"]
+            "rls_cds_queue_length",
+            "Tasks waiting in each Celery queue (read at scrape time)",
+            labels=["queue"],
         )
         for queue in self.queues:
             length.add_metric([queue], depths.get(queue, 0))

@@ -1,0 +1,489 @@
+"""Table rows -> validated index entries; each function reads one table and reports problems by file/line."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from rls_cds.terminology.codes import (
+    ICD10CM,
+    LOINC,
+    RXNORM,
+    SNOMED,
+    code_syntax_error,
+    normalize_code,
+    normalize_system,
+)
+from rls_cds.terminology.model import DRUG_STRENGTHS, INDICATORS, ROLES, DrugIngredient, LabDef
+from rls_cds.terminology.tables import SNAKE, Problems, Row, parse_bool, read_csv, split_list
+from rls_cds.terminology.units import normalize_unit
+
+CONDITION_COLUMNS = ["cause", "system", "code", "match", "qualifier", "display", "source"]
+LAB_COLUMNS = ["loinc", "analyte", "cause", "display", "source"]
+UNIT_COLUMNS = ["analyte", "unit", "canonical", "factor", "offset", "source"]
+CLASS_COLUMNS = [
+    "drug_class",
+    "title",
+    "role",
+    "strength",
+    "indicator",
+    "alternative",
+    "atc_groups",
+    "source",
+]
+MED_COLUMNS = [
+    "rxcui",
+    "tty",
+    "name",
+    "ingredients",
+    "role",
+    "drug_class",
+    "strength",
+    "indicator",
+    "alternative",
+    "withdrawal",
+    "atc",
+    "brands",
+    "synonyms",
+    "route",
+    "route_excluded",
+    "source",
+]
+INGREDIENT_TTYS = ("IN", "PIN", "MIN")
+PRODUCT_TTYS = ("SCDC", "SCD", "SBD", "SBDC", "GPCK", "BPCK", "SCDF", "SBDF", "SCDG", "SBDG")
+MATCHES = ("exact", "prefix", "exclude")
+
+
+@dataclass(frozen=True)
+class ConditionRow:
+    cause: str
+    system: str
+    key: str  # normalised code (ICD-10-CM without dot)
+    code: str  # as written in the table
+    match: str
+    qualifier: str | None
+    display: str
+    source: str
+    line: int
+
+
+def _need_source(row: Row, problems: Problems) -> bool:
+    if not row.get("source"):
+        problems.add(row.file, row.line, "source is empty: every row must name its source")
+        return False
+    return True
+
+
+def load_conditions(path: Path, text: str, causes: set[str], problems: Problems) -> list[ConditionRow]:
+    out: list[ConditionRow] = []
+    seen: dict[tuple[str, str, str], ConditionRow] = {}
+    for row in read_csv(path, text, CONDITION_COLUMNS, problems):
+        cr = _condition_row(row, causes, problems)
+        if cr is None:
+            continue
+        prev = seen.get((cr.cause, cr.system, cr.key))
+        if prev is not None:
+            same = (prev.match, prev.qualifier) == (cr.match, cr.qualifier)
+            what = "duplicate of" if same else "conflicts with"
+            problems.add(row.file, row.line, f"{cr.code} for cause {cr.cause!r} {what} line {prev.line}")
+            continue
+        seen[(cr.cause, cr.system, cr.key)] = cr
+        out.append(cr)
+    return out
+
+
+def _condition_row(row: Row, causes: set[str], problems: Problems) -> ConditionRow | None:
+    ok = _need_source(row, problems)
+    cause, match, qualifier = row.get("cause"), row.get("match") or "exact", row.get("qualifier")
+    system = normalize_system(row.get("system"))
+    if cause not in causes:
+        problems.add(row.file, row.line, f"unknown cause id {cause!r} (not defined in causes.yaml)")
+        ok = False
+    if system not in (ICD10CM, SNOMED):
+        problems.add(row.file, row.line, f"system {row.get('system')!r} must be ICD-10-CM or SNOMED CT")
+        return None
+    error = code_syntax_error(system, row.get("code"))
+    if error:
+        problems.add(row.file, row.line, error)
+        ok = False
+    if match not in MATCHES:
+        problems.add(row.file, row.line, f"match {match!r} must be one of {', '.join(MATCHES)}")
+        ok = False
+    elif match != "exact" and system != ICD10CM:
+        problems.add(row.file, row.line, f"match {match!r} (code family) is only defined for ICD-10-CM")
+        ok = False
+    if qualifier and not SNAKE.match(qualifier):
+        problems.add(row.file, row.line, f"qualifier {qualifier!r} must be snake_case")
+        ok = False
+    if not ok:
+        return None
+    code = row.get("code")
+    return ConditionRow(
+        cause,
+        system,
+        normalize_code(system, code),
+        code,
+        match,
+        qualifier or None,
+        row.get("display"),
+        row.get("source"),
+        row.line,
+    )
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    analyte: str
+    unit: str
+    factor: float
+    offset: float
+
+
+def load_units(
+    path: Path, text: str, problems: Problems
+) -> tuple[dict[tuple[str, str], tuple[float, float]], dict[str, str]]:
+    """(analyte, normalised unit) -> (factor, offset), and analyte -> canonical unit."""
+    conversions: dict[tuple[str, str], tuple[float, float, int]] = {}
+    canonical: dict[str, tuple[str, int]] = {}
+    for row in read_csv(path, text, UNIT_COLUMNS, problems):
+        parsed = _unit_row(row, problems)
+        if parsed is None:
+            continue
+        unit_row, is_canonical = parsed
+        key = (unit_row.analyte, normalize_unit(unit_row.unit))
+        prev = conversions.get(key)
+        if prev is not None and not (
+            math.isclose(prev[0], unit_row.factor) and math.isclose(prev[1], unit_row.offset)
+        ):
+            problems.add(
+                row.file,
+                row.line,
+                f"unit {unit_row.unit!r} of {unit_row.analyte} conflicts with line {prev[2]} "
+                "(same spelling after normalising, other factor)",
+            )
+            continue
+        conversions[key] = (unit_row.factor, unit_row.offset, row.line)
+        if is_canonical:
+            if unit_row.analyte in canonical:
+                first = canonical[unit_row.analyte][1]
+                problems.add(
+                    row.file, row.line, f"{unit_row.analyte}: second canonical unit (see line {first})"
+                )
+                continue
+            canonical[unit_row.analyte] = (unit_row.unit, row.line)
+    analytes = {a for a, _ in conversions}
+    for analyte in sorted(analytes - set(canonical)):
+        line = min(v[2] for k, v in conversions.items() if k[0] == analyte)
+        problems.add(
+            path.name, line, f"analyte {analyte!r} has no canonical unit (one row needs canonical=yes)"
+        )
+    return {k: (v[0], v[1]) for k, v in conversions.items()}, {a: u for a, (u, _) in canonical.items()}
+
+
+def _unit_row(row: Row, problems: Problems) -> tuple[UnitRow, bool] | None:
+    ok = _need_source(row, problems)
+    analyte = row.get("analyte")
+    if not SNAKE.match(analyte):
+        problems.add(row.file, row.line, f"analyte {analyte!r} must be snake_case")
+        ok = False
+    factor = _float(row.get("factor"))
+    offset = _float(row.get("offset") or "0")
+    if factor is None or factor <= 0:
+        problems.add(row.file, row.line, f"factor {row.get('factor')!r} must be a finite number > 0")
+        ok = False
+    if offset is None:
+        problems.add(row.file, row.line, f"offset {row.get('offset')!r} must be a finite number (or empty)")
+        ok = False
+    is_canonical = parse_bool(row.get("canonical"))
+    if is_canonical is None:
+        problems.add(row.file, row.line, f"canonical {row.get('canonical')!r} must be yes or no")
+        ok = False
+    elif is_canonical and ok and (factor != 1 or offset != 0):
+        problems.add(row.file, row.line, "the canonical unit must have factor 1 and no offset")
+        ok = False
+    if not ok:
+        return None
+    return UnitRow(analyte, row.get("unit"), float(factor), float(offset)), bool(is_canonical)
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def load_labs(
+    path: Path, text: str, causes: set[str], canonical: dict[str, str], problems: Problems
+) -> dict[str, LabDef]:
+    labs: dict[str, tuple[LabDef, int]] = {}
+    for row in read_csv(path, text, LAB_COLUMNS, problems):
+        ok = _need_source(row, problems)
+        loinc, analyte, cause = row.get("loinc"), row.get("analyte"), row.get("cause")
+        error = code_syntax_error(LOINC, loinc)
+        if error:
+            problems.add(row.file, row.line, error)
+            ok = False
+        if analyte not in canonical:
+            problems.add(row.file, row.line, f"analyte {analyte!r} has no units in units.csv (unknown unit)")
+            ok = False
+        if cause not in causes:
+            problems.add(row.file, row.line, f"unknown cause id {cause!r} (not defined in causes.yaml)")
+            ok = False
+        if not ok:
+            continue
+        if loinc in labs:
+            prev, prev_line = labs[loinc]
+            what = "duplicate of" if prev.analyte == analyte else f"conflicts with (analyte {prev.analyte!r})"
+            problems.add(row.file, row.line, f"LOINC {loinc} {what} line {prev_line}")
+            continue
+        labs[loinc] = (
+            LabDef(loinc, analyte, canonical[analyte], row.get("display"), cause, row.get("source")),
+            row.line,
+        )
+    return {k: v for k, (v, _) in labs.items()}
+
+
+@dataclass(frozen=True)
+class DrugClass:
+    id: str
+    title: str
+    role: str
+    strength: str
+    indicator: str
+    alternative: str | None
+    atc_groups: tuple[str, ...]
+    source: str
+
+
+def load_drug_classes(path: Path, text: str, problems: Problems) -> dict[str, DrugClass]:
+    from rls_cds.terminology.codes import ATC
+
+    classes: dict[str, DrugClass] = {}
+    for row in read_csv(path, text, CLASS_COLUMNS, problems):
+        ok = _need_source(row, problems)
+        cid = row.get("drug_class")
+        ok &= _vocab(row, "role", ROLES, problems) & _vocab(row, "strength", DRUG_STRENGTHS, problems)
+        ok &= _vocab(row, "indicator", INDICATORS, problems)
+        if not SNAKE.match(cid):
+            problems.add(row.file, row.line, f"drug_class {cid!r} must be snake_case")
+            ok = False
+        groups = split_list(row.get("atc_groups"))
+        for g in groups:
+            error = code_syntax_error(ATC, g)
+            if error:
+                problems.add(row.file, row.line, error)
+                ok = False
+        if cid in classes:
+            problems.add(row.file, row.line, f"drug_class {cid!r} is defined twice")
+            ok = False
+        if ok:
+            classes[cid] = DrugClass(
+                cid,
+                row.get("title"),
+                row.get("role"),
+                row.get("strength"),
+                row.get("indicator"),
+                row.get("alternative") or None,
+                tuple(groups),
+                row.get("source"),
+            )
+    return classes
+
+
+def _vocab(
+    row: Row, column: str, allowed: tuple[str, ...], problems: Problems, optional: bool = False
+) -> bool:
+    value = row.get(column)
+    if (optional and not value) or value in allowed:
+        return True
+    problems.add(row.file, row.line, f"{column} {value!r} must be one of {', '.join(allowed)}")
+    return False
+
+
+@dataclass(frozen=True)
+class ProductRow:
+    rxcui: str
+    tty: str
+    name: str
+    ingredient_names: tuple[str, ...]
+    route: str
+    route_excluded: bool
+    source: str
+    line: int
+
+
+@dataclass
+class Medications:
+    ingredients: list[DrugIngredient]
+    products: list[ProductRow]
+    synonyms: dict[str, list[str]]  # extra text terms (lower-case) -> ingredient names
+
+
+def load_medications(path: Path, text: str, classes: dict[str, DrugClass], problems: Problems) -> Medications:
+    rows = read_csv(path, text, MED_COLUMNS, problems)
+    by_name: dict[str, DrugIngredient] = {}
+    name_line: dict[str, int] = {}
+    rxcui_line: dict[str, int] = {}
+    synonyms: dict[str, list[str]] = {}
+    pins: list[tuple[Row, DrugIngredient]] = []
+    for row in rows:
+        if row.get("tty") not in INGREDIENT_TTYS:
+            continue
+        ing = _ingredient(row, classes, problems)
+        if ing is None or not _unique(row, ing.rxcui, ing.name, rxcui_line, name_line, problems):
+            continue
+        by_name[ing.name.lower()] = ing
+        synonyms.update({s.lower(): [ing.name] for s in split_list(row.get("synonyms"))})
+        if ing.tty == "PIN":
+            pins.append((row, ing))
+    for row, pin in pins:
+        base = by_name.get(row.get("ingredients").lower())
+        if base is None or base.tty != "IN":
+            problems.add(
+                row.file,
+                row.line,
+                f"PIN {pin.name!r} must name its IN in 'ingredients' (got {row.get('ingredients')!r})",
+            )
+            continue
+        by_name[pin.name.lower()] = _with_base(pin, base)
+    products = [
+        p
+        for row in rows
+        if row.get("tty") not in INGREDIENT_TTYS
+        if (p := _product(row, by_name, rxcui_line, problems)) is not None
+    ]
+    return Medications(list(by_name.values()), products, synonyms)
+
+
+def _with_base(pin: DrugIngredient, base: DrugIngredient) -> DrugIngredient:
+    from dataclasses import replace
+
+    return replace(pin, base_rxcui=base.rxcui)
+
+
+def _unique(row: Row, rxcui: str, name: str, rxcui_line: dict, name_line: dict, problems: Problems) -> bool:
+    ok = True
+    if rxcui and rxcui in rxcui_line:
+        problems.add(row.file, row.line, f"RxCUI {rxcui} already defined on line {rxcui_line[rxcui]}")
+        ok = False
+    if name.lower() in name_line:
+        problems.add(
+            row.file, row.line, f"ingredient name {name!r} already defined on line {name_line[name.lower()]}"
+        )
+        ok = False
+    if ok:
+        if rxcui:
+            rxcui_line[rxcui] = row.line
+        name_line[name.lower()] = row.line
+    return ok
+
+
+def _ingredient(row: Row, classes: dict[str, DrugClass], problems: Problems) -> DrugIngredient | None:
+    from rls_cds.terminology.codes import ATC
+
+    ok = _need_source(row, problems)
+    rxcui, tty, name = row.get("rxcui"), row.get("tty"), row.get("name")
+    if rxcui:
+        error = code_syntax_error(RXNORM, rxcui)
+        if error:
+            problems.add(row.file, row.line, error)
+            ok = False
+    elif tty != "IN":
+        problems.add(
+            row.file, row.line, f"{tty} row needs an rxcui (only an IN may leave it empty, matched by name)"
+        )
+        ok = False
+    if not name:
+        problems.add(row.file, row.line, "name is empty")
+        ok = False
+    cls = classes.get(row.get("drug_class"))
+    if cls is None:
+        problems.add(
+            row.file, row.line, f"unknown drug_class {row.get('drug_class')!r} (not in drug_classes.csv)"
+        )
+        return None
+    ok &= _vocab(row, "role", ROLES, problems) & _vocab(
+        row, "strength", DRUG_STRENGTHS, problems, optional=True
+    )
+    ok &= _vocab(row, "indicator", INDICATORS, problems, optional=True)
+    withdrawal = parse_bool(row.get("withdrawal"))
+    if withdrawal is None:
+        problems.add(row.file, row.line, f"withdrawal {row.get('withdrawal')!r} must be yes or no")
+        ok = False
+    atc = split_list(row.get("atc"))
+    for code in atc:
+        error = code_syntax_error(ATC, code)
+        if error:
+            problems.add(row.file, row.line, error)
+            ok = False
+    if not ok:
+        return None
+    return DrugIngredient(
+        rxcui=rxcui,
+        name=name,
+        role=row.get("role"),
+        drug_class=cls.id,
+        strength=row.get("strength") or cls.strength,
+        indicator=row.get("indicator") or cls.indicator,
+        alternative=row.get("alternative") or cls.alternative,
+        brands=tuple(split_list(row.get("brands"))),
+        tty=tty,
+        base_rxcui=rxcui,
+        withdrawal=bool(withdrawal) or row.get("role") == "withdrawal",
+        atc=tuple(atc),
+        source=row.get("source"),
+    )
+
+
+def _product(
+    row: Row, by_name: dict[str, DrugIngredient], rxcui_line: dict, problems: Problems
+) -> ProductRow | None:
+    ok = _need_source(row, problems)
+    rxcui, tty = row.get("rxcui"), row.get("tty")
+    if tty not in PRODUCT_TTYS:
+        problems.add(
+            row.file, row.line, f"tty {tty!r} must be one of {', '.join(INGREDIENT_TTYS + PRODUCT_TTYS)}"
+        )
+        return None
+    error = code_syntax_error(RXNORM, rxcui)
+    if error:
+        problems.add(row.file, row.line, error)
+        ok = False
+    if row.get("role") or row.get("drug_class"):
+        problems.add(
+            row.file,
+            row.line,
+            "product rows take role and drug_class from their ingredients: leave them empty",
+        )
+        ok = False
+    names = split_list(row.get("ingredients"))
+    if not names:
+        problems.add(row.file, row.line, "product row needs its ingredient name(s) in 'ingredients'")
+        ok = False
+    for n in names:
+        if n.lower() not in by_name:
+            problems.add(row.file, row.line, f"ingredient {n!r} is not an IN/PIN row of this table")
+            ok = False
+    excluded = parse_bool(row.get("route_excluded"))
+    if excluded is None:
+        problems.add(row.file, row.line, f"route_excluded {row.get('route_excluded')!r} must be yes or no")
+        ok = False
+    if ok and rxcui in rxcui_line:
+        problems.add(row.file, row.line, f"RxCUI {rxcui} already defined on line {rxcui_line[rxcui]}")
+        ok = False
+    if not ok:
+        return None
+    rxcui_line[rxcui] = row.line
+    return ProductRow(
+        rxcui,
+        tty,
+        row.get("name"),
+        tuple(n.lower() for n in names),
+        row.get("route"),
+        bool(excluded),
+        row.get("source"),
+        row.line,
+    )

@@ -105,6 +105,7 @@ def test_sigterm_in_embedded_mode_stops_the_embedded_children(tmp_path):
         children = parent.children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "redis-server" in names, "embedded mode runs its own Redis server"
+        assert "worker" in names, "and a Celery worker beside the API"
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=60) == 0
         _gone, alive = psutil.wait_procs(children, timeout=10)

@@ -1,0 +1,70 @@
+"""SIGTERM to a real `rls-cds worker` mid-task: warm shutdown finishes the task, acknowledges it and
+exits 0; nothing is left queued or unacknowledged to run a second time."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import redis
+import yaml
+
+from tests.support.cds_server import start_redis
+from tests.support.celery_workers import client_app
+from tests.support.fhir_server import stop_process, transaction
+
+pytestmark = pytest.mark.slow
+
+FHIR_DELAY = 1.5
+PATIENT = "ops-warm-shutdown-1"
+
+
+def test_sigterm_lets_the_running_task_finish(tmp_path, fhir_server, fault_proxy, celery_workers):
+    broker = start_redis(tmp_path / "redis")
+    try:
+        servers = tmp_path / "fhir-servers.yaml"
+        servers.write_text(
+            yaml.safe_dump(
+                {
+                    "servers": {
+                        fault_proxy.base_url: {
+                            "client_id": fhir_server.smart_client_ids["RS384"],
+                            "private_key_path": str(fhir_server.smart_keys["RS384"]),
+                            "alg": "RS384",
+                            "token_url": fhir_server.token_url,
+                        }
+                    }
+                }
+            )
+        )
+        fhir_server.load_bundle(transaction([{"resourceType": "Patient", "id": PATIENT}]))
+        worker = celery_workers.start(broker.url, env={"RLS_FHIR_SERVERS_FILE": str(servers)})
+        fault_proxy.set_mode("delay", FHIR_DELAY)
+        seen = fault_proxy.requests_seen
+        app = client_app(broker.url)
+        result = app.send_task(
+            "rls_cds.background.tasks.reevaluate_patient",
+            args=["ops-tenant", fault_proxy.base_url, PATIENT, "manual"],
+            queue="hooks",
+            routing_key="hooks",
+        )
+        end = time.monotonic() + 20
+        while fault_proxy.requests_seen == seen and time.monotonic() < end:
+            time.sleep(0.02)
+        assert fault_proxy.requests_seen > seen, "the task never reached the FHIR server"
+        sent = time.monotonic()
+        worker.process.send_signal(signal.SIGTERM)  # warm shutdown while the task waits on FHIR
+
+        assert worker.process.wait(timeout=60) == 0
+        assert time.monotonic() - sent >= FHIR_DELAY * 0.5  # it waited for the task, not cut it off
+        answer = result.get(timeout=10)
+        assert answer["outcome"] != "dead_letter", answer  # it completed its real work
+        assert result.state == "SUCCESS"
+        client = redis.Redis.from_url(broker.url)
+        assert client.llen("hooks") == 0  # not requeued: no second run after restart
+        assert client.hlen("unacked") == 0  # acknowledged
+        log = worker.log_text()
+        assert "Traceback" not in log
+    finally:
+        stop_process(broker.process)

@@ -37,7 +37,7 @@ WORKDIR /app
 # Content is data: the tables and the service catalogue ship with the image, read-only for the user.
 COPY terminology ./terminology
 COPY cds-hooks ./cds-hooks
-RUN mkdir -p /app/var/redis /app/var/reports && chown -R rls:rls /app/var
+RUN mkdir -p /app/var/redis /app/var/reports /app/var/beat && chown -R rls:rls /app/var
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -46,7 +46,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     RLS_TERMINOLOGY_DIR=/app/terminology \
     RLS_CATALOGUE_DIR=/app/cds-hooks \
     RLS_EMBEDDED_REDIS_DIR=/app/var/redis \
-    RLS_REPORTS_DIR=/app/var/reports
+    RLS_REPORTS_DIR=/app/var/reports \
+    RLS_BEAT_SCHEDULE_FILE=/app/var/beat/celerybeat-schedule
 USER 10001:10001
 EXPOSE 8080
 # Liveness of the API role; compose gives worker and beat their own checks. No curl in a slim image:

@@ -96,10 +96,7 @@ def test_concurrent_writers_lose_no_update(store, tenant):
 
     def write(i: int) -> None:
         try:
-            s = Store(
-                store.redis.connection_pool and type(store.redis)(connection_pool=store.redis.connection_pool)
-            )
-            s.save_assessment(tenant, "p4", _record([_finding(f"c{i}")], f"fp{i}", read_at=base + i))
+            store.save_assessment(tenant, "p4", _record([_finding(f"c{i}")], f"fp{i}", read_at=base + i))
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 

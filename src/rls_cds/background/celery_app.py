@@ -19,7 +19,7 @@ import importlib.util
 import logging
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from rls_cds.background.store import redis_url
 from rls_cds.settings import get_settings
@@ -78,7 +78,7 @@ def configure(app: Celery, settings=None) -> Celery:
         task_track_started=True,
         task_send_sent_event=True,  # Flower shows queued tasks too
         worker_send_task_events=True,
-        task_queues=[Queue(q, routing_key=q) for q in QUEUES],
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
         task_default_queue="hooks",
         task_default_routing_key="hooks",
         task_routes={

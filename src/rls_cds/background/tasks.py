@@ -170,6 +170,17 @@ def evaluate_record(resources: list[dict], fhir_server: str, reason: str, read_a
     }
 
 
+def _check_server(fhir_server: str) -> None:
+    from rls_cds.background.triggers import background_server
+
+    try:
+        allowed, _ = background_server(fhir_server)
+    except Exception as exc:  # noqa: BLE001 - FhirServersError: the deployment must fix its file
+        raise PermanentFailure(f"fhir_servers_file_invalid: {type(exc).__name__}") from None
+    if not allowed:
+        raise PermanentFailure("fhir_server_not_configured")
+
+
 def reevaluate(store: Store, tenant: str, fhir_server: str, patient_id: str, reason: str) -> dict | None:
     """One re-evaluation under the patient's lock; None when the lock stayed busy (caller defers)."""
     settings = get_settings()
@@ -221,6 +232,7 @@ def reevaluate_patient(self, tenant: str, fhir_server: str, patient_id: str, rea
     outcome = "error"
     try:
         _check_args(tenant, fhir_server, patient_id, reason)
+        _check_server(fhir_server)
         deliveries = store.redis.incr(f"rls:deliveries:{self.request.id}")
         store.redis.expire(f"rls:deliveries:{self.request.id}", 86400)
         if deliveries > retries + 1 + EXTRA_DELIVERIES:
@@ -255,3 +267,50 @@ def reevaluate_patient(self, tenant: str, fhir_server: str, patient_id: str, rea
     finally:
         with contextlib.suppress(redis.RedisError):
             store.record_task("reevaluate_patient", outcome, time.monotonic() - started)
+
+
+@app.task(bind=True, name="rls_cds.background.tasks.reevaluate_focus", max_retries=None)
+def reevaluate_focus(
+    self, tenant: str, fhir_server: str, reference: str, reason: str = "subscription"
+) -> dict:
+    """An id-only notification named a resource, not its patient: read it, queue its patient."""
+    from rls_cds.background.triggers import enqueue_reevaluation, patient_of, split_reference
+
+    settings = get_settings()
+    store = _store()
+    retries = self.request.retries or 0
+    rtype, rid = split_reference(reference)
+    try:
+        if rtype is None or not FHIR_ID.match(rid or ""):
+            raise PermanentFailure("invalid_focus_reference")
+        _check_args(tenant, fhir_server, "focus", reason)
+        _check_server(fhir_server)
+        deadline = time.monotonic() + settings.background_fhir_timeout_seconds
+        url = f"{fhir_server.rstrip('/')}/{rtype}/{rid}"
+        try:
+            found = fetch_search(
+                url,
+                {"Accept": "application/fhir+json"},
+                deadline,
+                settings.background_fhir_timeout_seconds,
+                _session(fhir_server),
+                max_pages=1,
+            )
+        except FhirFetchError as exc:
+            if exc.reason in RETRYABLE_FHIR or exc.reason.startswith("http_5"):
+                raise RetryableFailure(f"fhir_{exc.reason}") from None
+            raise PermanentFailure(f"fhir_{exc.reason}") from None
+        patient = patient_of(found[0]) if found else None
+        if patient is None:
+            return {"outcome": "no_patient"}  # e.g. a Medication or Practitioner changed
+        queued = enqueue_reevaluation(tenant, fhir_server, patient, reason, store=store)
+        return {"outcome": "queued" if queued.queued else "coalesced", "patient": queued.patient}
+    except PermanentFailure as exc:
+        _dead_letter(store, tenant, None, self.request.id, exc.reason, retries)
+        return {"outcome": "dead_letter", "reason": exc.reason}
+    except (RetryableFailure, redis.RedisError) as exc:
+        reason_text = getattr(exc, "reason", None) or type(exc).__name__
+        if retries >= settings.task_max_retries:
+            _dead_letter(store, tenant, None, self.request.id, f"{reason_text} (gave up)", retries)
+            return {"outcome": "dead_letter", "reason": reason_text}
+        raise self.retry(countdown=_backoff(retries), max_retries=settings.task_max_retries) from None

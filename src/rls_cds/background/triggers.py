@@ -74,3 +74,47 @@ def on_order_sign(tenant: str, fhir_server: str | None, patient_id: str) -> None
         log.info("order-sign without fhirServer: nothing to re-evaluate from")
         return
     enqueue_reevaluation(tenant, fhir_server, patient_id, "order-sign")
+
+
+# --- which FHIR servers background work may read, and which patient a resource is about ----------
+def background_server(fhir_server: str, settings=None) -> tuple[bool, str]:
+    """(allowed, tenant) for background reads of ``fhir_server``.
+
+    With settings.fhir_servers_file set, only the servers listed there (their SMART credentials and
+    tenant come from it); without it any http(s) server (development: no credentials are sent).
+    """
+    from rls_cds.fhir.smart import load_fhir_servers, normalize_base
+
+    settings = settings or get_settings()
+    servers = load_fhir_servers(settings)
+    if not servers:  # same tenant as the hooks' development caller, so hooks find what was stored
+        return True, "dev" if settings.dev_mode else "default"
+    cfg = servers.get(normalize_base(fhir_server))
+    return (cfg is not None, cfg.tenant if cfg is not None else "default")
+
+
+def split_reference(ref: object) -> tuple[str | None, str | None]:
+    """'Patient/1', 'https://x/fhir/Patient/1/_history/2' -> ('Patient', '1'); anything else (None, None)."""
+    if not isinstance(ref, str) or not ref or ref.startswith("#"):
+        return None, None
+    parts = [p for p in ref.split("?", 1)[0].split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) < 2 or not parts[-2][:1].isupper():
+        return None, None
+    return parts[-2], parts[-1]
+
+
+def patient_of(resource: object) -> str | None:
+    """The Patient id a resource is about (itself, subject, patient, beneficiary or for)."""
+    if not isinstance(resource, dict):
+        return None
+    if resource.get("resourceType") == "Patient":
+        rid = resource.get("id")
+        return rid if isinstance(rid, str) else None
+    for key in ("subject", "patient", "beneficiary", "for"):
+        ref = resource.get(key)
+        rtype, rid = split_reference(ref.get("reference") if isinstance(ref, dict) else None)
+        if rtype == "Patient":
+            return rid
+    return None

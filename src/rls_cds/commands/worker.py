@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-import socket
 
 
 def register(sub) -> None:
@@ -20,7 +18,7 @@ def register(sub) -> None:
     )
     p.add_argument("--concurrency", "-c", type=int, help="pool processes (default: RLS_WORKER_CONCURRENCY)")
     p.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"], help="Celery pool")
-    p.add_argument("--hostname", "-n", help="worker node name (default: rls@<host>.<pid>)")
+    p.add_argument("--hostname", "-n", help="worker node name (default: celery@<host>, as `celery worker`)")
     p.add_argument("--loglevel", "-l", help="log level (default: RLS_LOG_LEVEL)")
     p.set_defaults(func=run)
 
@@ -59,7 +57,6 @@ def run(args) -> int:
         log.warning("worker warm-up failed", extra={"error_type": type(exc).__name__})
     gc.collect()
     gc.freeze()
-    hostname = args.hostname or f"rls@{socket.gethostname()}.{os.getpid()}"
     argv = [
         "worker",
         "--queues",
@@ -68,12 +65,12 @@ def run(args) -> int:
         str(args.concurrency or settings.worker_concurrency),
         "--pool",
         args.pool,
-        "--hostname",
-        hostname,
         "--loglevel",
         (args.loglevel or settings.log_level).upper(),
         "--without-gossip",  # peers need not chat; events still flow for Flower
         "--without-mingle",
     ]
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
     app.worker_main(argv=argv)
     return 0

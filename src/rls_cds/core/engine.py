@@ -1,0 +1,176 @@
+"""The clinical core's entry points: ``evaluate`` (resources -> Assessment) and ``render_cards``.
+
+Pure: no I/O, no clock (``now`` is a parameter), no state beyond the terminology passed in. The
+hooks, the background re-evaluation and the nightly batch all call these, so a patient gets the
+same answer whichever path reaches them.
+
+Pipeline: thin facts from every resource (``facts.extract``: one index lookup per coding) -> rules
+-> fhir.resources validation of the resources that became evidence only -> if any of them is
+invalid, it is dropped with a warning (type/id/field, no values) and the rules run again without it,
+so its siblings are still used. ``strict=True`` validates every resource first (diagnosis mode).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import orjson
+
+from rls_cds.core.cards import render_cards
+from rls_cds.core.facts import Facts, extract, resource_refs
+from rls_cds.core.resources import flatten
+from rls_cds.core.rules import Context, Evidence, Finding, condition_evidence, run_all
+from rls_cds.core.validation import validate
+
+__all__ = ["Assessment", "Evidence", "Finding", "evaluate", "render_cards"]
+
+DATA_KINDS = frozenset({"Condition", "Observation", "MedicationRequest"})
+_MAX_PASSES = 4  # validation failures among evidence are rare; bound the re-runs anyway
+
+
+class Assessment(msgspec.Struct, kw_only=True):
+    findings: list[Finding]
+    warnings: list[str]
+    table_version: str
+    fingerprint: str
+    now: str
+    patient: str | None = None
+    has_rls: bool = False
+    rls_evidence: list[Evidence] = []
+    missing: list[str] = []
+    repairs: dict[str, list[str]] = {}
+
+
+def _as_resources(resources: Any) -> tuple[list[dict], list[str]]:
+    if resources is None:
+        return [], []
+    if isinstance(resources, dict):
+        return flatten(resources)
+    out: list[dict] = []
+    nested: list[Any] = []
+    for r in (
+        resources
+        if isinstance(resources, Iterable) and not isinstance(resources, str | bytes)
+        else [resources]
+    ):
+        if isinstance(r, dict) and isinstance(r.get("resourceType"), str) and r["resourceType"] != "Bundle":
+            out.append(r)
+        else:
+            nested.append(r)
+    warnings: list[str] = []
+    if nested:
+        more, warnings = flatten(nested)
+        out.extend(more)
+    return out, warnings
+
+
+def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
+    """Hash of what the rules read (not the raw JSON): unchanged facts = unchanged fingerprint."""
+    h = hashlib.sha256(version.encode())
+    h.update(orjson.dumps(sorted(missing)))
+    for c in sorted(facts.conditions, key=lambda c: (c.ref, c.cause, c.qualifier or "")):
+        h.update(orjson.dumps([c.ref, c.cause, c.qualifier, c.code, c.date, c.tentative]))
+    for lab in sorted(facts.labs + facts.pending_labs, key=lambda x: (x.ref, x.analyte)):
+        h.update(
+            orjson.dumps(
+                [lab.ref, lab.analyte, lab.value, lab.date, lab.coded, lab.text, sorted(lab.interpretation)]
+            )
+        )
+    for m in sorted(facts.meds, key=lambda m: (m.ref, m.draft)):
+        h.update(
+            orjson.dumps(
+                [
+                    m.ref,
+                    m.status,
+                    m.intent,
+                    m.draft,
+                    m.authored,
+                    m.ended,
+                    m.certainty,
+                    m.route_excluded,
+                    [(i.rxcui, i.name) for i in m.ingredients],
+                ]
+            )
+        )
+    return h.hexdigest()[:32]
+
+
+def _evidence_refs(findings: list[Finding], rls: list[Any]) -> set[str]:
+    refs = {e.resource for f in findings for e in f.evidence}
+    refs.update(c.ref for c in rls)
+    return refs
+
+
+def evaluate(
+    resources: Any,
+    *,
+    now: datetime,
+    terminology: Any,
+    draft_orders: Any = (),
+    missing: Iterable[str] = frozenset(),
+    strict: bool = False,
+) -> Assessment:
+    """Evaluate every cause rule for one patient's resources (see module doc)."""
+    if not isinstance(now, datetime):
+        raise TypeError("now must be a datetime")
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    record, warnings = _as_resources(resources)
+    drafts, draft_warnings = _as_resources(draft_orders)
+    warnings += draft_warnings
+    missing_kinds = frozenset(k for k in missing if isinstance(k, str))
+
+    skip: set[str] = set()
+    checked: dict[str, bool] = {}
+    repairs: dict[str, list[str]] = {}
+
+    def check(ref: str, resource: dict) -> None:
+        ok, reason, notes = validate(resource)
+        checked[ref] = ok
+        if notes:
+            repairs[ref] = notes
+            warnings.append(f"{ref}: read leniently ({'; '.join(notes)})")
+        if not ok:
+            skip.add(ref)
+            warnings.append(f"{ref}: failed FHIR R4 validation ({reason}); not used")
+
+    if strict:
+        for ref, res in resource_refs(record, drafts):
+            check(ref, res)
+
+    for _ in range(_MAX_PASSES):
+        facts = extract(record, drafts, terminology, frozenset(skip))
+        ctx = Context(facts=facts, now=now, t=terminology, missing=missing_kinds)
+        findings = run_all(ctx)
+        rls = facts.by_cause("rls")
+        pending = [
+            ref for ref in _evidence_refs(findings, rls) if ref not in checked and ref in facts.sources
+        ]
+        for ref in sorted(pending):
+            check(ref, facts.sources[ref])
+        if not any(not checked[ref] for ref in pending):
+            break
+
+    warnings.extend(facts.warnings)
+    for f in findings:
+        for e in f.evidence:
+            if e.resource in repairs:
+                e.note = "; ".join(
+                    x for x in (e.note, "read leniently: " + "; ".join(repairs[e.resource])) if x
+                )
+    return Assessment(
+        findings=findings,
+        warnings=list(dict.fromkeys(warnings)),
+        table_version=str(getattr(terminology, "version", "")),
+        fingerprint=_fingerprint(str(getattr(terminology, "version", "")), facts, missing_kinds),
+        now=now.isoformat(),
+        patient=facts.patient,
+        has_rls=bool(rls),
+        rls_evidence=[condition_evidence(c) for c in rls],
+        missing=sorted(missing_kinds),
+        repairs={k: v for k, v in repairs.items() if k in _evidence_refs(findings, rls)},
+    )

@@ -1,0 +1,517 @@
+"""FHIR resource dicts -> thin, normalized facts the rules read.
+
+Only the fields the rules need are read, and only codings the terminology index knows turn into
+facts: a 600-resource record costs one dict walk and one index lookup per coding. Everything else
+(validation with fhir.resources) happens later, and only for the resources that become evidence.
+
+Semantics applied here (rls-clinical.md §1):
+- Conditions count when ``clinicalStatus`` is active/recurrence/relapse (or absent, as encounter
+  diagnoses often are); ``verificationStatus`` refuted / entered-in-error never count;
+  provisional / differential / unconfirmed count as weaker evidence (``tentative``).
+- Observations count when ``status`` is final/amended/corrected; others are kept apart as
+  ``pending`` (a preliminary ferritin means iron studies are under way, not missing). Values are
+  converted to the analyte's canonical unit by the terminology; an unknown unit is a warning.
+- MedicationRequests: codes first (``medicationCodeableConcept`` or the referenced Medication,
+  contained or in the bundle), then the Medication's ingredient codings, then ingredient names in
+  the display text, each labelled with its certainty.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+COUNTED_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+NEVER_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+TENTATIVE_VERIFICATION = frozenset({"provisional", "differential", "unconfirmed"})
+FINAL_OBSERVATION = frozenset({"final", "amended", "corrected"})
+PENDING_OBSERVATION = frozenset({"registered", "preliminary"})
+CURRENT_MED_STATUS = frozenset({"active", "on-hold"})
+ENDED_MED_STATUS = frozenset({"stopped", "completed"})
+# 'proposal' and 'option' are suggestions nobody has adopted; they are not exposures.
+COUNTED_INTENT = frozenset(
+    {"order", "original-order", "reflex-order", "filler-order", "instance-order", "plan"}
+)
+
+# RxNorm dose-form words (and SNOMED route codes) of products with no relevant systemic exposure:
+# topical diphenhydramine, ophthalmic timolol, topical minoxidil must not be flagged
+# (rls-clinical.md §1 "Route"). Used only when the product itself is not in the tables (which
+# carry their own route flag).
+_LOCAL_FORM = re.compile(
+    r"\b(topical|ophthalmic|otic|cutaneous|cream|ointment|lotion|shampoo|eye drops?|ear drops?)\b", re.I
+)
+_LOCAL_ROUTE_CODES = frozenset({"6064005", "54485002", "10547007", "45890007", "359540000"})
+
+_NUMBER = re.compile(r"^\s*(<=|>=|<|>)?\s*(-?\d+(?:\.\d+)?)\s*$")
+
+
+def parse_date(value: Any) -> datetime | None:
+    """FHIR date/dateTime/instant -> aware datetime (partial dates at their start; naive = UTC)."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        if len(value) == 4:
+            return datetime(int(value), 1, 1, tzinfo=UTC)
+        if len(value) == 7:
+            return datetime(int(value[:4]), int(value[5:7]), 1, tzinfo=UTC)
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def _codings(concept: Any) -> list[dict]:
+    if not isinstance(concept, dict):
+        return []
+    codings = concept.get("coding")
+    return [c for c in codings if isinstance(c, dict)] if isinstance(codings, list) else []
+
+
+def _code_of(concept: Any) -> str | None:
+    for c in _codings(concept):
+        code = c.get("code")
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+# --- facts ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ConditionFact:
+    ref: str
+    cause: str
+    qualifier: str | None
+    system: str
+    code: str
+    display: str | None
+    date: datetime | None
+    tentative: bool
+    no_status: bool
+
+
+@dataclass(slots=True)
+class LabFact:
+    ref: str
+    analyte: str
+    system: str
+    code: str
+    display: str | None
+    value: float | None  # canonical unit; None when not numeric (see coded / text)
+    unit: str | None  # canonical unit
+    raw_value: Any
+    raw_unit: str | None
+    comparator: str | None
+    date: datetime | None
+    interpretation: frozenset[str]
+    coded: tuple[tuple[str, str], ...] = ()  # valueCodeableConcept codings (system, code)
+    text: str | None = None
+
+
+@dataclass(slots=True)
+class MedFact:
+    ref: str
+    status: str
+    intent: str | None
+    draft: bool  # a draft order being decided in this hook call
+    authored: datetime | None
+    ended: datetime | None
+    ingredients: list[Any]  # DrugIngredient
+    certainty: str  # 'code' | 'ingredient' | 'text'
+    system: str | None
+    code: str | None
+    display: str | None
+    route_excluded: bool
+    via_reference: str | None = None  # 'contained' | 'bundle' when the drug came from a Medication
+
+
+@dataclass
+class Facts:
+    conditions: list[ConditionFact] = field(default_factory=list)
+    labs: list[LabFact] = field(default_factory=list)
+    pending_labs: list[LabFact] = field(default_factory=list)
+    meds: list[MedFact] = field(default_factory=list)
+    patient: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    # ref -> resource dict, for every resource a fact came from (validated only if it becomes evidence)
+    sources: dict[str, dict] = field(default_factory=dict)
+    # ref -> lenient repair notes (recorded so cards can say the input was read leniently)
+    repairs: dict[str, list[str]] = field(default_factory=dict)
+
+    def by_cause(self, cause: str) -> list[ConditionFact]:
+        return [c for c in self.conditions if c.cause == cause]
+
+    def labs_of(self, *analytes: str) -> list[LabFact]:
+        return [lab for lab in self.labs if lab.analyte in analytes]
+
+
+# --- conditions ----------------------------------------------------------------------------------
+
+
+def _condition(res: dict, ref: str, t: Any, facts: Facts) -> None:
+    codings = _codings(res.get("code"))
+    if not codings:
+        return
+    matched: list[tuple[dict, Any]] = []
+    for c in codings:
+        system, code = c.get("system"), c.get("code")
+        if isinstance(system, str) and isinstance(code, str):
+            for m in t.condition_matches(system, code):
+                matched.append((c, m))
+    if not matched:
+        return
+    verification = _code_of(res.get("verificationStatus"))
+    if verification in NEVER_VERIFICATION:
+        return
+    clinical = _code_of(res.get("clinicalStatus"))
+    if clinical is not None and clinical not in COUNTED_CLINICAL:
+        return
+    date = parse_date(res.get("onsetDateTime")) or parse_date(res.get("recordedDate"))
+    if date is None and isinstance(res.get("onsetPeriod"), dict):
+        date = parse_date(res["onsetPeriod"].get("start"))
+    seen: set[tuple[str, str | None]] = set()
+    for coding, m in matched:
+        key = (m.cause, m.qualifier)
+        if key in seen:
+            continue
+        seen.add(key)
+        facts.conditions.append(
+            ConditionFact(
+                ref=ref,
+                cause=m.cause,
+                qualifier=m.qualifier,
+                system=coding["system"],
+                code=coding["code"],
+                display=_text(coding.get("display")) or getattr(m, "display", None),
+                date=date,
+                tentative=verification in TENTATIVE_VERIFICATION,
+                no_status=clinical is None,
+            )
+        )
+    facts.sources[ref] = res
+
+
+# --- observations --------------------------------------------------------------------------------
+
+
+def _observation(res: dict, ref: str, t: Any, facts: Facts) -> None:
+    lab_def = coding = None
+    for c in _codings(res.get("code")):
+        system, code = c.get("system"), c.get("code")
+        if isinstance(system, str) and isinstance(code, str):
+            lab_def = t.lab(system, code)
+            if lab_def is not None:
+                coding = c
+                break
+    if lab_def is None:
+        # Smoking status and similar answers: the coded value carries the meaning.
+        return
+    status = res.get("status")
+    if status not in FINAL_OBSERVATION and status not in PENDING_OBSERVATION:
+        return  # cancelled, entered-in-error, unknown: never evidence
+    analyte = lab_def.analyte
+    date = (
+        parse_date(res.get("effectiveDateTime"))
+        or parse_date(
+            (res.get("effectivePeriod") or {}).get("start")
+            if isinstance(res.get("effectivePeriod"), dict)
+            else None
+        )
+        or parse_date(res.get("effectiveInstant"))
+        or parse_date(res.get("issued"))
+    )
+    interp = (
+        frozenset(
+            c.get("code")
+            for i in (res.get("interpretation") or [])
+            if isinstance(i, dict)
+            for c in _codings(i)
+            if isinstance(c.get("code"), str)
+        )
+        if isinstance(res.get("interpretation"), list)
+        else frozenset()
+    )
+    fact = LabFact(
+        ref=ref,
+        analyte=analyte,
+        system=coding["system"],
+        code=coding["code"],
+        display=_text(coding.get("display")),
+        value=None,
+        unit=lab_def.canonical_unit,
+        raw_value=None,
+        raw_unit=None,
+        comparator=None,
+        date=date,
+        interpretation=interp,
+    )
+    if not _read_value(res, fact, t, facts.warnings):
+        return
+    facts.sources[ref] = res
+    (facts.labs if status in FINAL_OBSERVATION else facts.pending_labs).append(fact)
+
+
+def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str]) -> bool:
+    qty = res.get("valueQuantity")
+    if isinstance(qty, dict):
+        raw = qty.get("value")
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            warnings.append(f"{fact.ref}: {fact.analyte} value is not a number; not used")
+            return False
+        comparator = qty.get("comparator")
+        unit_code, unit_text = qty.get("code"), qty.get("unit")
+        return _convert(fact, float(raw), comparator, unit_code, unit_text, t, warnings)
+    if isinstance(res.get("valueInteger"), int) and not isinstance(res.get("valueInteger"), bool):
+        return _convert(fact, float(res["valueInteger"]), None, None, None, t, warnings)
+    if isinstance(res.get("valueCodeableConcept"), dict):
+        concept = res["valueCodeableConcept"]
+        fact.coded = tuple(
+            (c["system"], c["code"])
+            for c in _codings(concept)
+            if isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
+        )
+        fact.text = _text(concept.get("text"))
+        return bool(fact.coded or fact.text)
+    if isinstance(res.get("valueString"), str):
+        m = _NUMBER.match(res["valueString"])
+        if m:
+            return _convert(fact, float(m.group(2)), m.group(1), None, None, t, warnings)
+        fact.text = res["valueString"]
+        return True
+    return False  # no value (dataAbsentReason, components only): nothing to read
+
+
+def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings) -> bool:
+    fact.raw_value = int(raw) if raw == int(raw) else raw
+    fact.raw_unit = (
+        unit_text if isinstance(unit_text, str) else unit_code if isinstance(unit_code, str) else None
+    )
+    fact.comparator = comparator if comparator in ("<", "<=", ">", ">=") else None
+    units = [u for u in (unit_code, unit_text) if isinstance(u, str) and u.strip()]
+    if not units:
+        units = [fact.unit or ""]  # no unit given: read as the canonical unit (e.g. '%' for TSAT)
+    for unit in units:
+        value = t.convert(fact.analyte, raw, unit)
+        if value is not None:
+            fact.value = value
+            return True
+    warnings.append(f"{fact.ref}: unit '{units[0][:20]}' not recognised for {fact.analyte}; value not used")
+    return False
+
+
+# --- medications ---------------------------------------------------------------------------------
+
+
+def _medication_index(resources: list[dict]) -> dict[str, dict]:
+    return {
+        f"Medication/{r['id']}": r
+        for r in resources
+        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+    }
+
+
+def _resolve_medication(res: dict, medications: dict[str, dict]) -> tuple[dict | None, str | None]:
+    ref = res.get("medicationReference")
+    if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+        return None, None
+    target = ref["reference"]
+    if target.startswith("#"):
+        for c in res.get("contained") or []:
+            if isinstance(c, dict) and c.get("resourceType") == "Medication" and c.get("id") == target[1:]:
+                return c, "contained"
+        return None, None
+    parts = target.rstrip("/").split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    key = "/".join(parts[-2:])
+    found = medications.get(key)
+    return (found, "bundle") if found is not None else (None, None)
+
+
+def _end_date(res: dict) -> datetime | None:
+    dispense = res.get("dispenseRequest")
+    if isinstance(dispense, dict) and isinstance(dispense.get("validityPeriod"), dict):
+        end = parse_date(dispense["validityPeriod"].get("end"))
+        if end is not None:
+            return end
+    for dosage in res.get("dosageInstruction") or []:
+        if isinstance(dosage, dict) and isinstance(dosage.get("timing"), dict):
+            bounds = (dosage["timing"].get("repeat") or {}).get("boundsPeriod")
+            if isinstance(bounds, dict) and parse_date(bounds.get("end")):
+                return parse_date(bounds.get("end"))
+    return None
+
+
+def _locally_applied(res: dict, medication: dict | None, text: str) -> bool:
+    if _LOCAL_FORM.search(text):
+        return True
+    for dosage in res.get("dosageInstruction") or []:
+        if isinstance(dosage, dict) and any(
+            c.get("code") in _LOCAL_ROUTE_CODES for c in _codings(dosage.get("route"))
+        ):
+            return True
+    if medication is not None:
+        form = medication.get("form")
+        if any(c.get("code") in _LOCAL_ROUTE_CODES for c in _codings(form)):
+            return True
+        if isinstance(form, dict) and _LOCAL_FORM.search(str(form.get("text") or "")):
+            return True
+    return False
+
+
+def _match_drug(concept: Any, medication: dict | None, t: Any):
+    """(ingredients, certainty, coding, route_excluded) of the first tier that matches."""
+    for c in _codings(concept):
+        system, code = c.get("system"), c.get("code")
+        if isinstance(system, str) and isinstance(code, str):
+            drug = t.drug_by_code(system, code)
+            if drug is not None:
+                return list(drug.ingredients), "code", c, bool(drug.route_excluded)
+    if medication is not None:
+        found = []
+        for item in medication.get("ingredient") or []:
+            if not isinstance(item, dict):
+                continue
+            for c in _codings(item.get("itemCodeableConcept")):
+                system, code = c.get("system"), c.get("code")
+                if isinstance(system, str) and isinstance(code, str):
+                    drug = t.drug_by_code(system, code)
+                    if drug is not None:
+                        found.extend(drug.ingredients)
+                        break
+        if found:
+            return found, "ingredient", None, None
+    return None
+
+
+def _medication_request(
+    res: dict, ref: str, draft: bool, medications: dict[str, dict], t: Any, facts: Facts
+) -> None:
+    status = res.get("status")
+    if not isinstance(status, str):
+        return
+    if draft:
+        if status not in ("draft", "active"):
+            return  # a cancelled or entered-in-error draft decides nothing
+    elif status not in CURRENT_MED_STATUS and status not in ENDED_MED_STATUS:
+        return  # draft in the record (not being decided), cancelled, entered-in-error, unknown
+    intent = res.get("intent") if isinstance(res.get("intent"), str) else None
+    if not draft and intent is not None and intent not in COUNTED_INTENT:
+        return
+    medication, via = _resolve_medication(res, medications)
+    concept = res.get("medicationCodeableConcept")
+    if medication is not None:
+        concept = medication.get("code")
+    texts = [
+        _text(concept.get("text")) if isinstance(concept, dict) else None,
+        *(_text(c.get("display")) for c in _codings(concept)),
+        _text((res.get("medicationReference") or {}).get("display"))
+        if isinstance(res.get("medicationReference"), dict)
+        else None,
+    ]
+    text = " / ".join(dict.fromkeys(x for x in texts if x))
+    matched = _match_drug(concept, medication, t)
+    coding = None
+    if matched is None:
+        if not text:
+            return
+        ingredients = list(t.drug_by_text(text))
+        if not ingredients:
+            return
+        certainty, route_excluded = "text", None
+    else:
+        ingredients, certainty, coding, route_excluded = matched
+    if route_excluded is None:
+        route_excluded = _locally_applied(res, medication, text)
+    facts.meds.append(
+        MedFact(
+            ref=ref,
+            status=status,
+            intent=intent,
+            draft=draft,
+            authored=parse_date(res.get("authoredOn")),
+            ended=_end_date(res),
+            ingredients=ingredients,
+            certainty=certainty,
+            system=coding.get("system") if coding else None,
+            code=coding.get("code") if coding else None,
+            display=(_text(coding.get("display")) if coding else None) or text or None,
+            route_excluded=route_excluded,
+            via_reference=via,
+        )
+    )
+    facts.sources[ref] = res
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def _patient_ref(res: dict) -> str | None:
+    if res.get("resourceType") == "Patient" and isinstance(res.get("id"), str):
+        return f"Patient/{res['id']}"
+    subject = res.get("subject")
+    if isinstance(subject, dict) and isinstance(subject.get("reference"), str):
+        ref = subject["reference"]
+        if "Patient/" in ref:
+            return "Patient/" + ref.rsplit("Patient/", 1)[1].split("/")[0]
+    return None
+
+
+def resource_refs(resources: list[dict], drafts: list[dict]):
+    """(ref, resource) for every resource dict, drafts first. An id-less resource gets a positional
+    ref ('Condition/#3', 'draft:MedicationRequest/#0') so one bad sibling never shadows another."""
+    for prefix, batch in (("draft:", drafts), ("", resources)):
+        for i, res in enumerate(batch):
+            if not isinstance(res, dict):
+                continue
+            rid = res.get("id")
+            if isinstance(rid, str) and rid:
+                yield f"{res.get('resourceType')}/{rid}", res
+            else:
+                yield f"{prefix}{res.get('resourceType')}/#{i}", res
+
+
+def extract(resources: list[dict], drafts: list[dict], t: Any, skip: frozenset[str] = frozenset()) -> Facts:
+    """Facts from the record (``resources``) and the draft orders being decided (``drafts``).
+
+    ``skip`` holds refs of resources that failed validation: they contribute nothing.
+    """
+    facts = Facts()
+    medications = _medication_index(resources) | _medication_index(drafts)
+    draft_refs: set[str] = set()
+    n_drafts = sum(1 for d in drafts if isinstance(d, dict))
+    for n, (ref, res) in enumerate(resource_refs(resources, drafts)):
+        draft = n < n_drafts
+        if ref in skip:
+            continue
+        rtype = res.get("resourceType")
+        try:
+            if rtype == "Condition":
+                _condition(res, ref, t, facts)
+            elif rtype == "Observation":
+                _observation(res, ref, t, facts)
+            elif rtype == "MedicationRequest":
+                if not draft and ref in draft_refs:
+                    continue  # the same order also in the record: it is being decided
+                if draft:
+                    draft_refs.add(ref)
+                _medication_request(res, ref, draft, medications, t, facts)
+            elif rtype == "Patient":
+                facts.patient = _patient_ref(res) or facts.patient
+                continue
+        except (TypeError, AttributeError, ValueError, KeyError) as exc:
+            # Malformed shapes the thin reader did not anticipate: skip the resource, keep going.
+            facts.warnings.append(f"{ref}: could not be read ({type(exc).__name__}); skipped")
+            continue
+        if facts.patient is None:
+            facts.patient = _patient_ref(res)
+    return facts

@@ -15,17 +15,27 @@ from rls_cds.terminology.loader import (
     ConditionRow,
     DrugClass,
     Medications,
+    check_product_routes,
     load_conditions,
     load_drug_classes,
     load_labs,
     load_medications,
+    load_routes,
     load_units,
 )
 from rls_cds.terminology.model import CauseDef, ConditionMatch, DrugConcept, DrugIngredient, LabDef
 from rls_cds.terminology.tables import Problems
 from rls_cds.terminology.units import normalize_unit
 
-FILES = ("causes.yaml", "conditions.csv", "labs.csv", "units.csv", "drug_classes.csv", "medications.csv")
+FILES = (
+    "causes.yaml",
+    "conditions.csv",
+    "labs.csv",
+    "units.csv",
+    "drug_classes.csv",
+    "medications.csv",
+    "routes.csv",
+)
 _ICD_MIN = 3  # ICD-10-CM categories have three characters
 
 
@@ -56,9 +66,13 @@ def load_terminology(path: str | Path) -> Terminology:
     labs = load_labs(root / "labs.csv", texts["labs.csv"], cause_ids, canonical, problems)
     classes = load_drug_classes(root / "drug_classes.csv", texts["drug_classes.csv"], problems)
     meds = load_medications(root / "medications.csv", texts["medications.csv"], classes, problems)
+    routes = load_routes(root / "routes.csv", texts["routes.csv"], problems)
+    check_product_routes(root / "medications.csv", meds.products, routes, problems)
     if problems.items:
         raise TerminologyError.from_problems(problems.items)
-    return Terminology(digest.hexdigest()[:16], causes, conditions, labs, units, canonical, classes, meds)
+    return Terminology(
+        digest.hexdigest()[:16], causes, conditions, labs, units, canonical, classes, meds, routes
+    )
 
 
 def _declared_cause_ids(text: str) -> set[str]:
@@ -79,6 +93,7 @@ class Terminology:
         canonical_units: dict[str, str],
         drug_classes: dict[str, DrugClass],
         meds: Medications,
+        routes: dict[str, tuple[str, bool]] | None = None,
     ) -> None:
         self.version = version
         self.causes = causes
@@ -94,6 +109,11 @@ class Terminology:
             self._conditions[(row.system, row.key)].append(row)
         self._conditions = dict(self._conditions)
         self._build_drugs(meds)
+        self._routes = routes or {}
+        pattern = "|".join(_term_pattern(t) for t in sorted(self._routes, key=len, reverse=True))
+        self._route_re = (
+            re.compile(rf"(?<![A-Za-z0-9])(?:{pattern})(?![A-Za-z0-9])", re.IGNORECASE) if pattern else None
+        )
 
     # ---- conditions -------------------------------------------------------------------------------------
 
@@ -199,6 +219,24 @@ class Terminology:
                 if ing not in found:
                     found.append(ing)
         return found
+
+    def route_of_text(self, text: str | None) -> tuple[str, bool] | None:
+        """(route, excluded) named by a product's text ("... Topical Cream" -> ('topical', True)); an excluded
+        route wins over a systemic one in the same text. None when the text names no route of routes.csv."""
+        if not text or self._route_re is None:
+            return None
+        found = None
+        for m in self._route_re.finditer(text):
+            route = self._routes[_WS.sub(" ", m.group(0).lower())]
+            if route[1]:
+                return route
+            found = found or route
+        return found
+
+    def route_excluded_text(self, text: str | None) -> bool:
+        """True when the text names a topical/ophthalmic/otic product: no systemic exposure, never flag."""
+        route = self.route_of_text(text)
+        return bool(route and route[1])
 
     def ingredient(self, rxcui: str | None) -> DrugIngredient | None:
         return self._ingredients.get(rxcui.strip()) if rxcui else None

@@ -53,6 +53,7 @@ MED_COLUMNS = [
 INGREDIENT_TTYS = ("IN", "PIN", "MIN")
 PRODUCT_TTYS = ("SCDC", "SCD", "SBD", "SBDC", "GPCK", "BPCK", "SCDF", "SBDF", "SCDG", "SBDG")
 MATCHES = ("exact", "prefix", "exclude")
+ROUTE_COLUMNS = ["term", "route", "excluded", "source"]
 
 
 @dataclass(frozen=True)
@@ -487,3 +488,47 @@ def _product(
         row.get("source"),
         row.line,
     )
+
+
+def load_routes(path: Path, text: str, problems: Problems) -> dict[str, tuple[str, bool]]:
+    """Dose-form/route words found in product text -> (route, excluded from flagging)."""
+    routes: dict[str, tuple[str, bool, int]] = {}
+    for row in read_csv(path, text, ROUTE_COLUMNS, problems):
+        ok = _need_source(row, problems)
+        term, route = " ".join(row.get("term").lower().split()), row.get("route")
+        excluded = parse_bool(row.get("excluded"))
+        if not term:
+            problems.add(row.file, row.line, "term is empty")
+            ok = False
+        if not SNAKE.match(route):
+            problems.add(row.file, row.line, f"route {route!r} must be snake_case")
+            ok = False
+        if excluded is None:
+            problems.add(row.file, row.line, f"excluded {row.get('excluded')!r} must be yes or no")
+            ok = False
+        if term in routes:
+            problems.add(row.file, row.line, f"term {term!r} already defined on line {routes[term][2]}")
+            ok = False
+        if ok:
+            routes[term] = (route, bool(excluded), row.line)
+    by_route: dict[str, bool] = {}
+    for term, (route, excluded, line) in routes.items():
+        if by_route.setdefault(route, excluded) != excluded:
+            problems.add(
+                path.name, line, f"route {route!r} is excluded on one row and not on another ({term!r})"
+            )
+    return {term: (route, excluded) for term, (route, excluded, _) in routes.items()}
+
+
+def check_product_routes(
+    path: Path, products: list[ProductRow], routes: dict[str, tuple[str, bool]], problems: Problems
+):
+    """A product's route must be a route of routes.csv, and its route_excluded must agree with it."""
+    excluded_by_route = {route: excluded for route, excluded in routes.values()}
+    for p in products:
+        if not p.route:
+            continue
+        if p.route not in excluded_by_route:
+            problems.add(path.name, p.line, f"route {p.route!r} is not a route of routes.csv")
+        elif excluded_by_route[p.route] != p.route_excluded:
+            problems.add(path.name, p.line, f"route_excluded contradicts routes.csv for route {p.route!r}")

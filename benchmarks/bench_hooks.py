@@ -98,7 +98,6 @@ def issuers_document(jwks_url: str, fhir_servers: list[str]) -> dict:
                 "jwks_url": jwks_url,
                 "tenant": "bench",
                 "fhir_servers": fhir_servers,
-                "allowed_jwks_hosts": ["127.0.0.1"],
             }
         ]
     }

@@ -10,6 +10,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 
 # DESIGN §1: most of the latency tail on large bodies is the garbage collector; a larger
 # generation-0 budget plus freezing the start-up heap (terminology index) cut p99 about 5x.
@@ -47,6 +48,19 @@ def _configure_logging(settings) -> None:
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         return
     configure_logging(settings)
+
+
+def _security_problem(settings) -> str | None:
+    """Production needs trusted issuers (and never the public sandbox key); None when fine."""
+    try:
+        from rls_cds.security.issuers import IssuerConfigError, check_startup
+    except ImportError:
+        return None
+    try:
+        check_startup(settings)
+    except IssuerConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _start_embedded(settings):
@@ -99,6 +113,11 @@ def run(args) -> int:
     log = logging.getLogger("rls_cds.api")
     if settings.dev_mode and settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.error("development mode serves on loopback only; refusing host", extra={"host": settings.host})
+        return 2
+    problem = _security_problem(settings)
+    if problem:
+        log.error("refusing to start: %s", problem)
+        print(f"rls-cds serve: refusing to start: {problem}", file=sys.stderr)
         return 2
     _exit_quietly_on_stop_signals()
     stop = _start_embedded(settings) if not settings.redis_url else None

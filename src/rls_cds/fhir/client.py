@@ -6,7 +6,8 @@ that fails, is refused or runs out of time is reported in ``FetchResult.failed``
 reason, never a URL or token) so the clinical core knows which data it could not see.
 
 Redirects are never followed and ``Bundle.link[next]`` is only followed to the same origin as the
-FHIR base: a FHIR server must not be able to steer this service to another host.
+FHIR base: a FHIR server must not be able to steer this service to another host. Link-local and
+cloud-metadata addresses are refused (``rls_cds.security.outbound``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 
 import orjson
 import requests
+
+from rls_cds.security.outbound import ForbiddenDestination, check_destination
 
 # Enough threads for every prefetch key of a few concurrent hooks; requests are I/O bound.
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fhir-fetch")
@@ -66,6 +69,10 @@ def _get_json(
     if remaining <= 0:
         raise FhirFetchError("deadline")
     timeout = min(per_request, remaining)
+    try:
+        check_destination(url)  # never link-local or cloud-metadata addresses (SSRF)
+    except ForbiddenDestination as e:
+        raise FhirFetchError("forbidden_destination") from e
     try:
         resp = (session or _session()).get(
             url, headers=headers, timeout=(timeout, timeout), allow_redirects=False

@@ -1,0 +1,186 @@
+"""Panel runs on Celery: create, plan (Bulk export or membership search), advance, sweep, finalize.
+
+Phases: ``planning`` -> (bulk) ``exporting`` -> ``mapping`` -> ``reducing`` -> ``finalizing`` -> one of
+``succeeded`` / ``completed_with_errors`` / ``failed``. ``advance`` is called after every work item and
+by the periodic sweep; it enqueues whatever is pending and not already queued within the lease, under
+a short per-run lock so two workers finishing at once do not both fan out the next phase.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from rls_cds.fhir import bulk
+from rls_cds.panels import search
+from rls_cds.panels.config import Panel
+from rls_cds.panels.ndjson import Chunk
+from rls_cds.panels.runs import new_run_id, next_actions, stale
+from rls_cds.panels.state import TERMINAL, RunState, runs_of
+from rls_cds.panels.work import partition_of
+
+log = logging.getLogger("rls_cds.panels")
+
+
+def create_panel_run(client, panel: Panel, since: str | None = None) -> RunState:
+    state = RunState(client, new_run_id(panel.id))
+    if since is None and panel.incremental and panel.strategy == "bulk":
+        since = last_transaction_time(client, panel.id)
+    meta = {
+        "panel": panel.id,
+        "panel_config": {k: v for k, v in asdict(panel).items() if k != "extra"},
+        "strategy": panel.strategy,
+        "fhir_server": panel.fhir_server,
+        "status": "planning",
+        "created_at": time.time(),
+        "now": datetime.now(UTC).isoformat(),
+        "since": since,
+        "partitions": 0,
+        "has_members": False,
+    }
+    state.create(meta, {}, {})
+    return state
+
+
+def last_transaction_time(client, panel_id: str) -> str | None:
+    """The export time of the panel's latest successful run: the next incremental run's _since."""
+    for rid in runs_of(client, panel_id, 100):
+        meta = RunState(client, rid).meta()
+        if meta.get("status") == "succeeded" and meta.get("transaction_time"):
+            return meta["transaction_time"]
+    return None
+
+
+def _chunks_units(members: list[str], per_task: int) -> tuple[int, dict[int, list[str]]]:
+    parts = max(1, math.ceil(len(members) / per_task))
+    by_part: dict[int, list[str]] = {}
+    for pid in members:
+        key = f"Patient/{pid}"
+        by_part.setdefault(partition_of(key, parts), []).append(key)
+    return parts, by_part
+
+
+def plan(state: RunState, settings, session_factory: Callable) -> None:
+    """Resolve the panel's patients; for bulk also run the export and cut its files into chunks."""
+    meta = state.meta()
+    cfg = meta["panel_config"]
+    base = meta["fhir_server"]
+    session = session_factory(base)
+    timeout = settings.background_fhir_timeout_seconds
+    if cfg["strategy"] == "bulk":
+        members = search.group_members(session, base, cfg["group"], timeout)
+        parts, by_part = _chunks_units(members, settings.panel_patients_per_task)
+        state.add_members(by_part)
+        state.set_meta(status="exporting", has_members=True, expected_patients=len(members), partitions=parts)
+        status_url = bulk.kickoff(session, base, cfg["group"], since=meta.get("since"), timeout=timeout)
+        state.set_meta(status_url=status_url)
+        manifest = bulk.wait_for_manifest(
+            session, status_url, time.monotonic() + settings.panel_export_timeout_seconds, timeout=timeout
+        )
+        chunks = {}
+        for n, f in enumerate(manifest.output):
+            kind = str(f.get("type") or "")
+            chunks[f"{n:04d}-{kind}"] = Chunk(f"{n:04d}-{kind}", f["url"], kind, remote=True).to_dict()
+        export_errors = bulk.read_error_files(session, manifest)
+        state.add_chunks(chunks)
+        state.add_units({f"p{p}": {"kind": "partition", "p": p} for p in range(parts)})
+        state.set_meta(
+            status="mapping",
+            transaction_time=manifest.transaction_time,
+            requires_access_token=manifest.requires_access_token,
+            export_errors=export_errors,
+        )
+        return
+    source = cfg.get("group") and "group" or cfg.get("patients") and "patients" or "search"
+    if source == "group":
+        ids = search.group_members(session, base, cfg["group"], timeout)
+    elif source == "patients":
+        ids = list(dict.fromkeys(cfg["patients"]))
+    else:
+        ids = search.search_patients(session, base, cfg["search"], timeout)
+    per = settings.panel_patients_per_task
+    units = {
+        f"g{n // per:05d}": {"kind": "search", "patients": ids[n : n + per]} for n in range(0, len(ids), per)
+    }
+    state.add_units(units)
+    state.set_meta(status="reducing", expected_patients=len(ids), transaction_time=meta["now"])
+
+
+def advance(state: RunState, enqueue: Callable[[str, str, str | None], None], lease: float) -> str:
+    """Enqueue what the run needs next; returns the phase seen. enqueue(kind, run_id, item)."""
+    lock = f"advance:{int(time.time() * 1000)}"
+    if not state.r.set(state.k("lock:advance"), lock, nx=True, px=5000):
+        return "busy"
+    try:
+        phase, pending = next_actions(state)
+        if phase in ("map", "reduce"):
+            if phase == "reduce" and state.meta().get("status") == "mapping":
+                state.set_meta(status="reducing")
+            todo = stale(state, phase, pending, lease)
+            if todo:
+                state.mark_queued(phase, todo)
+                for item in todo:
+                    enqueue(phase, state.run_id, item)
+        elif phase == "finalize" and state.claim("finalize", ttl=max(1, int(lease))):
+            state.set_meta(status="finalizing")
+            enqueue("finalize", state.run_id, None)
+        return phase
+    finally:
+        if state.r.get(state.k("lock:advance")) == lock.encode():
+            state.r.delete(state.k("lock:advance"))
+
+
+def fail(state: RunState, reason: str, reports_dir=None) -> None:
+    """A run-level failure (export refused, server down): terminal, with the reason; every member
+    already known is listed in the error report with it."""
+    meta = state.meta()
+    errors = list(meta.get("run_errors") or []) + [reason]
+    members: list[str] = []
+    for p in range(int(meta.get("partitions") or 0)):
+        members.extend(k.split("/", 1)[1] for k in sorted(state.members(p) or ()))
+    report = {
+        "run": state.run_id,
+        "panel": meta["panel"],
+        "status": "failed",
+        "started_at": meta.get("created_at"),
+        "finished_at": time.time(),
+        "counts": {
+            "patients_assessed": 0,
+            "patients_in_error": len(members),
+            "patients_expected": meta.get("expected_patients"),
+            "worklist": 0,
+            "new_since_previous": 0,
+            "resources": 0,
+        },
+        "patients_per_cause": {},
+        "actionable_per_cause": {},
+        "worklist": [],
+        "errors": [{"patient": m, "reason": reason} for m in sorted(members)],
+        "parse_errors": [],
+        "export_errors": [],
+        "run_errors": errors,
+    }
+    if reports_dir is not None:
+        from pathlib import Path
+
+        from rls_cds.panels.report import write_files
+
+        report["files"] = write_files(report, Path(reports_dir))
+    state.save_report(report)
+    state.finish("failed", run_errors=errors, counts=report["counts"])
+    log.warning("panel run failed", extra={"run": state.run_id, "reason": reason})
+
+
+def cleanup_export(state: RunState, session_factory: Callable) -> None:
+    meta = state.meta()
+    if meta.get("status_url") and not meta.get("export_deleted"):
+        ok = bulk.delete_export(session_factory(meta["fhir_server"]), meta["status_url"])
+        state.set_meta(export_deleted=ok)
+
+
+def is_terminal(state: RunState) -> bool:
+    return state.meta().get("status") in TERMINAL

@@ -1,0 +1,176 @@
+"""A run's report: worklist (with what is new since the previous run), per-cause counts, error report.
+
+Written as JSON and CSV under ``settings.reports_dir/<panel>/<run>.{json,csv}`` and kept in Redis for
+the API. The run's status is decided here and only here: ``succeeded`` only when every expected
+patient was assessed; ``completed_with_errors`` when some are in the error report; never success while
+patients are unaccounted for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+
+import orjson
+
+from rls_cds.panels.state import TERMINAL, RunState, runs_of
+
+log = logging.getLogger("rls_cds.panels")
+
+CSV_FIELDS = ["patient", "cause", "strength", "new", "summary", "action"]
+
+
+def merge_results(results: dict[str, dict]) -> dict:
+    out = {
+        "assessed": 0,
+        "worklist": [],
+        "errors": [],
+        "cause_patients": {},
+        "actionable_patients": {},
+        "outside_panel": 0,
+        "warnings": 0,
+    }
+    for uid in sorted(results):
+        r = results[uid]
+        out["assessed"] += r["assessed"]
+        out["worklist"].extend(r["worklist"])
+        out["errors"].extend(r["errors"])
+        out["outside_panel"] += r.get("outside_panel", 0)
+        out["warnings"] += r.get("warnings", 0)
+        for name in ("cause_patients", "actionable_patients"):
+            for cause, n in r[name].items():
+                out[name][cause] = out[name].get(cause, 0) + n
+    out["worklist"].sort(key=lambda row: row["patient"])
+    out["errors"].sort(key=lambda row: row["patient"])
+    return out
+
+
+def previous_worklist(state: RunState, panel_id: str) -> tuple[str | None, dict[str, set[str]]]:
+    """The most recent earlier finished run of the panel with a report: patient -> actionable causes."""
+    for rid in runs_of(state.r, panel_id, limit=100):
+        if rid == state.run_id:
+            continue
+        prev = RunState(state.r, rid)
+        if prev.meta().get("status") not in TERMINAL or prev.meta().get("status") == "failed":
+            continue
+        report = prev.report()
+        if report is None:
+            continue
+        return rid, {row["patient"]: {f["cause"] for f in row["findings"]} for row in report["worklist"]}
+    return None, {}
+
+
+def mark_new(worklist: list[dict], previous: dict[str, set[str]]) -> int:
+    n = 0
+    for row in worklist:
+        before = previous.get(row["patient"], set())
+        new_causes = sorted({f["cause"] for f in row["findings"]} - before)
+        row["new_causes"] = new_causes
+        row["new"] = bool(new_causes)
+        n += row["new"]
+    return n
+
+
+def decide_status(expected: int | None, merged: dict, run_errors: list[str]) -> str:
+    accounted = merged["assessed"] + len(merged["errors"])
+    if run_errors or merged["errors"]:
+        return "completed_with_errors"
+    if expected is not None and accounted != expected:
+        return "completed_with_errors"
+    return "succeeded"
+
+
+def build_report(state: RunState, reports_dir: Path) -> dict:
+    meta = state.meta()
+    merged = merge_results(state.results())
+    stats = state.mapstats()
+    parse_errors = [
+        {"file": s.get("file"), "line": e["line"], "reason": e["reason"]} for s in stats for e in s["errors"]
+    ]
+    run_errors = list(meta.get("run_errors") or [])
+    bad_lines = sum(s["bad_lines"] for s in stats)
+    if bad_lines > len(parse_errors):
+        run_errors.append(f"{bad_lines - len(parse_errors)} more unreadable lines not listed")
+    expected = meta.get("expected_patients")
+    if expected is None and not meta.get("patients_known", True):
+        run_errors.append("the Patient file could not be read: the panel's patients are not all known")
+    prev_id, previous = previous_worklist(state, meta["panel"])
+    new_count = mark_new(merged["worklist"], previous)
+    status = decide_status(expected, merged, run_errors)
+    if expected is not None and merged["assessed"] + len(merged["errors"]) != expected:
+        run_errors.append(
+            f"{expected - merged['assessed'] - len(merged['errors'])} expected patients unaccounted for"
+        )
+    report = {
+        "run": state.run_id,
+        "panel": meta["panel"],
+        "status": status,
+        "started_at": meta.get("created_at"),
+        "finished_at": time.time(),
+        "evaluated_at": meta.get("now"),
+        "since": meta.get("since"),
+        "previous_run": prev_id,
+        "counts": {
+            "patients_assessed": merged["assessed"],
+            "patients_in_error": len(merged["errors"]),
+            "patients_expected": expected,
+            "worklist": len(merged["worklist"]),
+            "new_since_previous": new_count,
+            "resources": sum(s["resources"] for s in stats),
+            "resources_kept": sum(s["kept"] for s in stats),
+            "bad_lines": bad_lines,
+            "outside_panel": merged["outside_panel"],
+        },
+        "patients_per_cause": dict(sorted(merged["cause_patients"].items())),
+        "actionable_per_cause": dict(sorted(merged["actionable_patients"].items())),
+        "worklist": merged["worklist"],
+        "errors": merged["errors"],
+        "parse_errors": parse_errors,
+        "export_errors": meta.get("export_errors") or [],
+        "run_errors": run_errors,
+    }
+    report["files"] = write_files(report, Path(reports_dir))
+    return report
+
+
+def write_files(report: dict, reports_dir: Path) -> dict:
+    folder = reports_dir / _safe(report["panel"])
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path = folder / f"{_safe(report['run'])}.json"
+    csv_path = folder / f"{_safe(report['run'])}.csv"
+    json_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    csv_path.write_text(worklist_csv(report), encoding="utf-8")
+    return {"json": str(json_path), "csv": str(csv_path)}
+
+
+def worklist_csv(report: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for row in report["worklist"]:
+        new = set(row.get("new_causes") or ())
+        for f in row["findings"]:
+            w.writerow(
+                {
+                    "patient": row["patient"],
+                    "cause": f["cause"],
+                    "strength": f.get("strength"),
+                    "new": "yes" if f["cause"] in new else "no",
+                    "summary": _csv_safe(f.get("summary")),
+                    "action": _csv_safe(f.get("action")),
+                }
+            )
+    return buf.getvalue()
+
+
+def _csv_safe(text) -> str:
+    """No spreadsheet formula injection through a summary that starts with = + - @."""
+    s = "" if text is None else str(text)
+    return "'" + s if s[:1] in ("=", "+", "-", "@") else s
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

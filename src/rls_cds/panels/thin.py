@@ -1,0 +1,180 @@
+"""Thin FHIR structs for batch screening: only the fields the clinical rules read.
+
+Bulk NDJSON is far larger than what the rules need (DESIGN §1 "Parsing strategy"): decoding straight
+from bytes into these msgspec Structs skips every other field at C speed. A resource kept for
+evaluation is turned back into a (small) FHIR-shaped dict with ``to_resource`` and handed to the
+clinical core exactly like a hook's resources, so a patient gets the same answer on every path.
+
+The same Structs are the compact form in which chunk results travel between workers (msgpack).
+"""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import Struct
+
+
+class Coding(Struct, omit_defaults=True):
+    system: str | None = None
+    code: str | None = None
+    display: str | None = None
+
+
+class Concept(Struct, omit_defaults=True):
+    coding: list[Coding] = []
+    text: str | None = None
+
+
+class Reference(Struct, omit_defaults=True):
+    reference: str | None = None
+    display: str | None = None
+
+
+class Quantity(Struct, omit_defaults=True):
+    value: float | None = None
+    comparator: str | None = None
+    unit: str | None = None
+    system: str | None = None
+    code: str | None = None
+
+
+class Period(Struct, omit_defaults=True):
+    start: str | None = None
+    end: str | None = None
+
+
+class RefRange(Struct, omit_defaults=True):
+    low: Quantity | None = None
+    high: Quantity | None = None
+    text: str | None = None
+
+
+class Component(Struct, omit_defaults=True):
+    code: Concept | None = None
+    valueQuantity: Quantity | None = None  # noqa: N815 - FHIR field names
+    valueCodeableConcept: Concept | None = None  # noqa: N815
+
+
+class Repeat(Struct, omit_defaults=True):
+    boundsPeriod: Period | None = None  # noqa: N815
+
+
+class Timing(Struct, omit_defaults=True):
+    repeat: Repeat | None = None
+
+
+class Dosage(Struct, omit_defaults=True):
+    text: str | None = None
+    route: Concept | None = None
+    timing: Timing | None = None
+
+
+class DispenseRequest(Struct, omit_defaults=True):
+    validityPeriod: Period | None = None  # noqa: N815
+
+
+class Ingredient(Struct, omit_defaults=True):
+    itemCodeableConcept: Concept | None = None  # noqa: N815
+
+
+class Contained(Struct, omit_defaults=True):
+    """A contained resource: only Medications matter (medicationReference '#id')."""
+
+    resourceType: str | None = None  # noqa: N815
+    id: str | None = None
+    code: Concept | None = None
+    form: Concept | None = None
+    ingredient: list[Ingredient] = []
+
+
+class Patient(Struct, tag_field="resourceType", tag="Patient", omit_defaults=True):
+    id: str | None = None
+    gender: str | None = None
+    birthDate: str | None = None  # noqa: N815
+    deceasedBoolean: bool | None = None  # noqa: N815
+    deceasedDateTime: str | None = None  # noqa: N815
+
+
+class Condition(Struct, tag_field="resourceType", tag="Condition", omit_defaults=True):
+    id: str | None = None
+    clinicalStatus: Concept | None = None  # noqa: N815
+    verificationStatus: Concept | None = None  # noqa: N815
+    category: list[Concept] = []
+    code: Concept | None = None
+    subject: Reference | None = None
+    onsetDateTime: str | None = None  # noqa: N815
+    onsetPeriod: Period | None = None  # noqa: N815
+    abatementDateTime: str | None = None  # noqa: N815
+    abatementPeriod: Period | None = None  # noqa: N815
+    recordedDate: str | None = None  # noqa: N815
+
+
+class Observation(Struct, tag_field="resourceType", tag="Observation", omit_defaults=True):
+    id: str | None = None
+    status: str | None = None
+    category: list[Concept] = []
+    code: Concept | None = None
+    subject: Reference | None = None
+    effectiveDateTime: str | None = None  # noqa: N815
+    effectivePeriod: Period | None = None  # noqa: N815
+    effectiveInstant: str | None = None  # noqa: N815
+    issued: str | None = None
+    valueQuantity: Quantity | None = None  # noqa: N815
+    valueCodeableConcept: Concept | None = None  # noqa: N815
+    valueString: str | None = None  # noqa: N815
+    valueInteger: int | None = None  # noqa: N815
+    component: list[Component] = []
+    interpretation: list[Concept] = []
+    referenceRange: list[RefRange] = []  # noqa: N815
+
+
+class MedicationRequest(Struct, tag_field="resourceType", tag="MedicationRequest", omit_defaults=True):
+    id: str | None = None
+    status: str | None = None
+    intent: str | None = None
+    subject: Reference | None = None
+    authoredOn: str | None = None  # noqa: N815
+    medicationCodeableConcept: Concept | None = None  # noqa: N815
+    medicationReference: Reference | None = None  # noqa: N815
+    contained: list[Contained] = []
+    dispenseRequest: DispenseRequest | None = None  # noqa: N815
+    dosageInstruction: list[Dosage] = []  # noqa: N815
+    doNotPerform: bool | None = None  # noqa: N815
+
+
+class Medication(Struct, tag_field="resourceType", tag="Medication", omit_defaults=True):
+    id: str | None = None
+    code: Concept | None = None
+    form: Concept | None = None
+    ingredient: list[Ingredient] = []
+
+
+Resource = Patient | Condition | Observation | MedicationRequest | Medication
+KINDS = ("Patient", "Condition", "Observation", "MedicationRequest", "Medication")
+
+BLOCK_DECODER = msgspec.json.Decoder(list[Resource])
+LINE_DECODER = msgspec.json.Decoder(Resource)
+PACK_ENCODER = msgspec.msgpack.Encoder()
+PACK_DECODER = msgspec.msgpack.Decoder(list[Resource])
+MED_DECODER = msgspec.msgpack.Decoder(Medication)
+
+
+def patient_key(res: Resource) -> str | None:
+    """'Patient/<id>' the resource belongs to (None for Medications and unreferenced resources)."""
+    if isinstance(res, Patient):
+        return f"Patient/{res.id}" if res.id else None
+    if isinstance(res, Medication):
+        return None
+    ref = res.subject.reference if res.subject is not None else None
+    if not ref:
+        return None
+    if ref.startswith("Patient/"):
+        return ref
+    # Absolute references (https://ehr/fhir/Patient/123) name the same patient.
+    idx = ref.rfind("/Patient/")
+    return ref[idx + 1 :] if idx >= 0 else None
+
+
+def to_resource(res: Resource) -> dict:
+    """The thin struct as a FHIR-shaped dict (resourceType included), for the clinical core."""
+    return msgspec.to_builtins(res)

@@ -1,0 +1,207 @@
+"""Vignettes: iron_deficiency and iron_studies_missing (rls-clinical.md §2.1 and §5 item 3)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.core import fhir as F
+from tests.core.conftest import causes, finding
+
+
+def rls_patient(*extra):
+    return [F.patient(), F.rls(), *extra]
+
+
+# --- iron_deficiency: positive ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("unit", "ucum"), [("ng/mL", "ng/mL"), ("µg/L", "ug/L"), ("ug/L", "ug/L"), ("ng/ml", None)]
+)
+def test_low_ferritin_in_any_unit_spelling_is_iron_deficiency(run, unit, ucum):
+    a = run(rls_patient(F.ferritin(38, unit=unit, ucum=ucum, days=20)))
+    f = finding(a, "iron_deficiency")
+    assert f.actionable and f.strength == "strong"
+    assert "38" in f.summary and "ng/mL" in f.summary
+    assert f.evidence[0].value == 38 and f.evidence[0].unit == "ng/mL"
+    assert f.data["band"] == "oral_or_iv"
+
+
+def test_ferritin_exactly_75_is_inside_the_threshold(run):
+    f = finding(run(rls_patient(F.ferritin(75), F.tsat(30))), "iron_deficiency")
+    assert f.actionable and f.data["band"] == "oral_or_iv"
+
+
+def test_mayo_immunoassay_ferritin_code_is_accepted(run):
+    f = finding(run(rls_patient(F.ferritin(40, loinc="20567-4"))), "iron_deficiency")
+    assert f.evidence[0].code == "20567-4"
+
+
+def test_low_tsat_alone_qualifies_even_with_normal_ferritin(run):
+    f = finding(run(rls_patient(F.ferritin(150), F.tsat(14))), "iron_deficiency")
+    assert f.actionable and "TSAT 14" in f.summary
+
+
+def test_tsat_computed_from_iron_and_tibc_of_the_same_draw(run):
+    when = F.at(15)
+    a = run(rls_patient(F.ferritin(150, days=15), F.iron(40, effective=when), F.tibc(400, effective=when)))
+    f = finding(a, "iron_deficiency")
+    assert f.data["tsat"] == pytest.approx(10.0)
+    assert any("computed" in (e.note or "") for e in f.evidence)
+
+
+def test_tsat_computed_from_si_units(run):
+    when = F.at(15)
+    # 7.2 µmol/L iron ~ 40 µg/dL; 71.6 µmol/L TIBC ~ 400 µg/dL: TSAT ~ 10 % whichever unit is used
+    a = run(
+        rls_patient(
+            F.ferritin(150), F.iron(7.2, "umol/L", effective=when), F.tibc(71.6, "umol/L", effective=when)
+        )
+    )
+    assert finding(a, "iron_deficiency").data["tsat"] == pytest.approx(10.06, abs=0.1)
+
+
+def test_ferritin_in_iv_only_band_75_to_100(run):
+    for value in (76, 100):
+        f = finding(run(rls_patient(F.ferritin(value), F.tsat(30))), "iron_deficiency")
+        assert f.data["band"] == "iv_only" and "IV" in f.summary, value
+
+
+def test_iron_deficiency_diagnosis_without_labs(run):
+    a = run(rls_patient(F.condition(F.ICD10, "D50.9", "Iron deficiency anemia, unspecified")))
+    f = finding(a, "iron_deficiency")
+    assert f.actionable and "D50.9" in f.summary
+
+
+def test_esrd_rule_ferritin_below_200_with_low_tsat(run):
+    esrd = F.condition(F.ICD10, "N18.6", "End stage renal disease")
+    f = finding(run(rls_patient(esrd, F.ferritin(150), F.tsat(15))), "iron_deficiency")
+    assert f.actionable and f.data["band"] == "esrd" and "IV iron sucrose" in f.summary
+
+
+# --- iron_deficiency: negative ------------------------------------------------------------------
+
+
+def test_normal_iron_is_silent(run):
+    assert "iron_deficiency" not in causes(run(rls_patient(F.ferritin(150), F.tsat(30))))
+
+
+def test_ferritin_just_above_100_is_silent(run):
+    assert "iron_deficiency" not in causes(run(rls_patient(F.ferritin(100.5), F.tsat(30))))
+
+
+def test_iron_and_tibc_from_different_draws_are_not_combined(run):
+    a = run(rls_patient(F.ferritin(150), F.iron(40, days=15), F.tibc(400, days=40)))
+    assert "iron_deficiency" not in causes(a)
+
+
+def test_esrd_ferritin_150_with_tsat_25_is_not_deficient(run):
+    esrd = F.condition(F.SCT, "46177005", "End-stage renal disease")
+    assert "iron_deficiency" not in causes(run(rls_patient(esrd, F.ferritin(150), F.tsat(25))))
+
+
+def test_esrd_does_not_use_the_general_75_rule(run):
+    dialysis = F.condition(F.ICD10, "Z99.2", "Dependence on renal dialysis")
+    assert "iron_deficiency" not in causes(run(rls_patient(dialysis, F.ferritin(60), F.tsat(25))))
+
+
+def test_refuted_and_entered_in_error_diagnoses_never_count(run):
+    refuted = F.condition(F.ICD10, "D50.9", "Iron deficiency anemia", verification="refuted")
+    wrong = F.condition(F.SCT, "87522002", "Iron deficiency anemia", verification="entered-in-error")
+    resolved = F.condition(F.ICD10, "E61.1", "Iron deficiency", clinical="resolved")
+    assert "iron_deficiency" not in causes(run(rls_patient(refuted, wrong, resolved, F.ferritin(150))))
+
+
+def test_anemia_in_ckd_is_not_iron_deficiency(run):
+    d631 = F.condition(F.ICD10, "D63.1", "Anemia in chronic kidney disease")
+    assert "iron_deficiency" not in causes(run(rls_patient(d631, F.ferritin(150))))
+
+
+# --- iron_deficiency: edge ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tsat_value", [45, 52])
+def test_tsat_45_or_more_suppresses_iron_advice(run, tsat_value):
+    f = finding(run(rls_patient(F.ferritin(50), F.tsat(tsat_value))), "iron_deficiency")
+    assert not f.actionable and f.data["band"] == "tsat_ceiling"
+    assert "not indicated" in f.summary
+    cards = run.cards(rls_patient(F.ferritin(50), F.tsat(tsat_value)))
+    iron = [c for c in cards if c["source"]["topic"]["code"] == "iron_deficiency"]
+    assert iron and iron[0]["indicator"] == "info" and not iron[0].get("suggestions")
+
+
+def test_tsat_just_below_45_still_allows_iron(run):
+    assert finding(run(rls_patient(F.ferritin(50), F.tsat(44.9))), "iron_deficiency").actionable
+
+
+def test_stale_ferritin_outside_12_months_is_not_used(run):
+    a = run(rls_patient(F.ferritin(20, days=400)))
+    assert "iron_deficiency" not in causes(a)
+    missing = finding(a, "iron_studies_missing")
+    assert "over 12 months" in missing.summary
+
+
+def test_preliminary_ferritin_is_not_a_result(run):
+    a = run(rls_patient(F.ferritin(20, status="preliminary")))
+    assert "iron_deficiency" not in causes(a)
+    assert "iron_studies_missing" not in causes(a)  # the studies are under way
+
+
+def test_cancelled_or_entered_in_error_ferritin_is_ignored(run):
+    a = run(rls_patient(F.ferritin(20, status="entered-in-error"), F.ferritin(150, days=40)))
+    assert "iron_deficiency" not in causes(a)
+
+
+def test_latest_ferritin_decides(run):
+    a = run(rls_patient(F.ferritin(20, days=200), F.ferritin(160, days=10), F.tsat(30, days=10)))
+    assert "iron_deficiency" not in causes(a)
+
+
+def test_active_iron_order_turns_advice_into_recheck(run):
+    ferrous = F.med_request("310325", "ferrous sulfate 325 MG Oral Tablet")
+    f = finding(run(rls_patient(F.ferritin(30), ferrous)), "iron_deficiency")
+    assert not f.actionable and "already ordered" in f.summary
+    assert "recheck" in f.action.lower()
+
+
+def test_unknown_ferritin_unit_is_reported_not_guessed(run):
+    a = run(rls_patient(F.ferritin(3, unit="mg/dL", ucum="mg/dL")))
+    assert "iron_deficiency" not in causes(a)
+    assert any("not recognised" in w for w in a.warnings)
+
+
+# --- iron_studies_missing -----------------------------------------------------------------------
+
+
+def test_rls_without_iron_studies_suggests_a_service_request(run):
+    a = run(rls_patient())
+    f = finding(a, "iron_studies_missing")
+    assert f.actionable
+    cards = run.cards(rls_patient())
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "iron_studies_missing")
+    actions = card["suggestions"][0]["actions"]
+    codes = {a["resource"]["code"]["coding"][0]["code"] for a in actions}
+    assert codes == {"2276-4", "50190-8"}
+    assert all(a["resource"]["subject"]["reference"] == "Patient/p1" for a in actions)
+
+
+def test_recent_ferritin_satisfies_iron_studies(run):
+    assert "iron_studies_missing" not in causes(run(rls_patient(F.ferritin(150, days=300))))
+
+
+def test_tsat_alone_satisfies_iron_studies(run):
+    assert "iron_studies_missing" not in causes(run(rls_patient(F.tsat(30, days=100))))
+
+
+def test_no_iron_studies_claim_without_rls(run):
+    assert "iron_studies_missing" not in causes(run([F.patient()]))
+
+
+def test_labs_that_could_not_be_read_are_never_called_missing(run):
+    a = run(rls_patient(), missing=frozenset({"Observation"}))
+    assert "iron_studies_missing" not in causes(a)
+
+
+def test_ferritin_at_366_days_is_stale(run):
+    assert "iron_studies_missing" in causes(run(rls_patient(F.ferritin(150, days=366))))
+    assert "iron_studies_missing" not in causes(run(rls_patient(F.ferritin(150, days=364))))

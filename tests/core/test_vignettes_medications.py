@@ -1,0 +1,259 @@
+"""Vignettes: drug_induced and drug_withdrawal (rls-clinical.md §1, §2.7, §2.8, §5 items 1, 2, 4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.core import fhir as F
+from tests.core.conftest import card_causes, causes, finding
+
+SERTRALINE_SCD = ("312941", "sertraline 50 MG Oral Tablet")
+
+
+def rls_patient(*extra):
+    return [F.patient(), F.rls(), F.ferritin(150), F.tsat(30), *extra]
+
+
+# --- drug_induced: positive ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rxcui", "display", "ingredient"),
+    [
+        ("312941", "sertraline 50 MG Oral Tablet", "sertraline"),  # SCD
+        ("208161", "sertraline 50 MG Oral Tablet [Zoloft]", "sertraline"),  # SBD
+        ("197890", "lithium carbonate 300 MG Oral Tablet", "lithium carbonate"),  # not lithium 6448
+        ("311668", "metoclopramide 5 MG Oral Tablet", "metoclopramide"),
+        ("995218", "hydroxyzine hydrochloride 10 MG Oral Tablet", "hydroxyzine"),
+        ("312744", "quetiapine 25 MG Oral Tablet", "quetiapine"),
+    ],
+)
+def test_product_level_codes_are_mapped_to_their_ingredient(run, rxcui, display, ingredient):
+    f = finding(run(rls_patient(F.med_request(rxcui, display))), "drug_induced")
+    assert ingredient in f.summary.lower()
+    assert f.evidence[0].certainty == "code" and f.evidence[0].code == rxcui
+
+
+def test_active_ssri_on_patient_view_names_bupropion(run):
+    cards = run.cards(rls_patient(F.med_request(*SERTRALINE_SCD)))
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "drug_induced")
+    assert card["indicator"] == "warning"
+    assert "sertraline" in card["summary"].lower() and "bupropion" in card["summary"].lower()
+    assert "may aggravate" in card["summary"]
+
+
+def test_draft_ssri_at_order_sign_offers_deleting_the_draft(run):
+    draft = F.draft(*SERTRALINE_SCD, rid="draft-1")
+    cards = run.cards(rls_patient(), hook="order-sign", drafts=[draft])
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "drug_induced")
+    action = card["suggestions"][0]["actions"][0]
+    assert action == {
+        "type": "delete",
+        "description": "Remove the draft sertraline order",
+        "resourceId": ["MedicationRequest/draft-1"],
+    }
+    assert "bupropion" in card["suggestions"][0]["label"]
+    assert card["overrideReasons"] and card["selectionBehavior"] == "at-most-one"
+
+
+def test_multi_ingredient_cold_syrup_is_flagged_for_its_antihistamine(run):
+    syrup = F.med_request(
+        "1043400",
+        "acetaminophen 21.7 MG/ML / dextromethorphan hydrobromide 1 MG/ML / doxylamine succinate 0.417 MG/ML "
+        "Oral Solution",
+    )
+    f = finding(run(rls_patient(syrup)), "drug_induced")
+    assert f.data["ingredients"] == ["doxylamine"]
+
+
+def test_contained_medication_reference(run):
+    med = F.medication(
+        "m1", [{"system": F.RXNORM, "code": "312941", "display": "sertraline 50 MG Oral Tablet"}]
+    )
+    order = F.with_reference(F.med_request(None, "sertraline"), med, contained=True)
+    f = finding(run(rls_patient(order)), "drug_induced")
+    assert f.evidence[0].certainty == "code" and "contained Medication" in f.evidence[0].note
+
+
+def test_bundled_medication_reference(run):
+    med = F.medication(
+        "m2", [{"system": F.RXNORM, "code": "349332", "display": "escitalopram 10 MG Oral Tablet"}]
+    )
+    order = F.with_reference(F.med_request(None, "escitalopram"), med, contained=False)
+    f = finding(run(rls_patient(order, med)), "drug_induced")
+    assert "escitalopram" in f.summary and "bundle Medication" in f.evidence[0].note
+
+
+def test_unknown_product_code_matched_through_medication_ingredients(run):
+    # An SCD the tables do not list; the Medication carries the ingredient RxCUI (sertraline 36437).
+    med = F.medication(
+        "m3",
+        [{"system": F.RXNORM, "code": "1000000001", "display": "sertraline 150 MG Oral Capsule"}],
+        ingredients=[{"system": F.RXNORM, "code": "36437", "display": "sertraline"}],
+    )
+    order = F.with_reference(F.med_request(None, "x"), med, contained=True)
+    f = finding(run(rls_patient(order)), "drug_induced")
+    assert f.evidence[0].certainty == "ingredient"
+
+
+def test_unknown_product_code_matched_by_display_text_with_lower_certainty(run):
+    order = F.med_request("1000000002", "Sertraline HCl 150 MG Oral Capsule")
+    f = finding(run(rls_patient(order)), "drug_induced")
+    assert f.evidence[0].certainty == "text" and f.data["certainty"] == "text"
+    assert "lower certainty" in f.reasoning
+
+
+def test_ndc_only_tylenol_pm_matched_by_brand_text(run):
+    codings = [{"system": F.NDC, "code": "50580-506-02", "display": "Tylenol PM Extra Strength"}]
+    order = F.med_request(None, "Tylenol PM Extra Strength caplet", codings=codings)
+    f = finding(run(rls_patient(order)), "drug_induced")
+    assert "diphenhydramine" in f.data["ingredients"] and f.evidence[0].certainty == "text"
+
+
+def test_intent_plan_counts(run):
+    assert "drug_induced" in causes(run(rls_patient(F.med_request(*SERTRALINE_SCD, intent="plan"))))
+
+
+def test_on_hold_counts(run):
+    assert "drug_induced" in causes(run(rls_patient(F.med_request(*SERTRALINE_SCD, status="on-hold"))))
+
+
+# --- drug_induced: negative ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rxcui", "display"),
+    [
+        ("310430", "gabapentin 100 MG Oral Capsule"),
+        ("483448", "pregabalin 50 MG Oral Capsule"),
+        ("1101339", "gabapentin enacarbil 600 MG Extended Release Oral Tablet [Horizant]"),
+        ("993541", "24 HR bupropion hydrochloride 150 MG Extended Release Oral Tablet"),
+        ("856377", "trazodone hydrochloride 50 MG Oral Tablet"),
+        ("828269", "loratadine 10 MG Oral Capsule"),
+        ("310325", "ferrous sulfate 325 MG Oral Tablet"),
+        ("314076", "lisinopril 10 MG Oral Tablet"),
+    ],
+)
+def test_rls_treatments_alternatives_and_unrelated_drugs_are_never_flagged(run, rxcui, display):
+    a = run(rls_patient(F.med_request(rxcui, display)), drafts=[F.draft(rxcui, display, rid="d")])
+    assert "drug_induced" not in causes(a)
+
+
+def test_gabapentin_by_name_only_is_not_flagged(run):
+    order = F.med_request("1000000003", "Gabapentin 600 MG Oral Tablet")
+    assert "drug_induced" not in causes(run(rls_patient(order)))
+
+
+@pytest.mark.parametrize(
+    ("status", "intent"),
+    [
+        ("stopped", "order"),
+        ("completed", "order"),
+        ("entered-in-error", "order"),
+        ("cancelled", "order"),
+        ("active", "proposal"),
+        ("draft", "order"),
+    ],
+)
+def test_inactive_orders_proposals_and_record_drafts_are_not_exposures(run, status, intent):
+    order = F.med_request(*SERTRALINE_SCD, status=status, intent=intent)
+    assert "drug_induced" not in causes(run(rls_patient(order)))
+
+
+# --- drug_induced: edge -------------------------------------------------------------------------
+
+
+def test_topical_diphenhydramine_is_not_flagged(run):
+    gel = F.med_request("1000000004", "diphenhydramine hydrochloride 20 MG/ML Topical Gel [Benadryl]")
+    assert "drug_induced" not in causes(run(rls_patient(gel)))
+    oral = F.med_request("1049909", "diphenhydramine hydrochloride 25 MG Oral Capsule")
+    assert "drug_induced" in causes(run(rls_patient(oral)))
+
+
+def test_ophthalmic_timolol_is_not_flagged_but_oral_beta_blocker_is_info(run):
+    drops = F.med_request("1000000005", "timolol 5 MG/ML Ophthalmic Solution")
+    assert "drug_induced" not in causes(run(rls_patient(drops)))
+    f = finding(
+        run(
+            rls_patient(
+                F.med_request("866427", "24 HR metoprolol succinate 25 MG Extended Release Oral Tablet")
+            )
+        ),
+        "drug_induced",
+    )
+    assert not f.actionable and f.strength == "weak"  # beta-blockers: weak, info only
+    assert "abruptly" in f.action
+
+
+def test_prescribing_hooks_judge_drafts_not_active_orders(run):
+    active = F.med_request(*SERTRALINE_SCD)
+    gaba = F.draft("310430", "gabapentin 100 MG Oral Capsule", rid="d-gaba")
+    cards = run.cards(rls_patient(active), hook="order-sign", drafts=[gaba])
+    assert "drug_induced" not in card_causes(cards)
+
+
+def test_two_active_orders_of_the_same_drug_make_one_finding(run):
+    a = run(
+        rls_patient(
+            F.med_request(*SERTRALINE_SCD), F.med_request("208161", "sertraline 50 MG Oral Tablet [Zoloft]")
+        )
+    )
+    f = finding(a, "drug_induced")
+    assert len(f.evidence) == 2
+
+
+def test_sandbox_category_object_is_repaired_and_said_so(run):
+    draft = F.draft(*SERTRALINE_SCD, rid="sbx")
+    draft["category"] = {"coding": [{"code": "outpatient"}]}
+    cards = run.cards(rls_patient(), hook="order-sign", drafts=[draft])
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "drug_induced")
+    assert "read leniently" in card["detail"].lower()
+
+
+def test_invalid_draft_is_skipped_with_a_warning_and_siblings_still_judged(run):
+    bad = F.draft(*SERTRALINE_SCD, rid="bad")
+    bad["authoredOn"] = "yesterday"
+    good = F.draft("349332", "escitalopram 10 MG Oral Tablet", rid="good")
+    a = run(rls_patient(), drafts=[bad, good])
+    f = finding(a, "drug_induced")
+    assert f.data["orders"] == ["MedicationRequest/good"]
+    assert any("MedicationRequest/bad" in w and "validation" in w for w in a.warnings)
+    assert not any("yesterday" in w for w in a.warnings)  # no resource values in warnings
+
+
+# --- drug_withdrawal ----------------------------------------------------------------------------
+
+
+def test_recently_stopped_clonazepam_is_a_withdrawal_note(run):
+    stopped = F.med_request(
+        "197527", "clonazepam 0.5 MG Oral Tablet", status="stopped", authored_days=200, end_days=10
+    )
+    stopped["medicationCodeableConcept"]["coding"][0]["code"] = "2598"  # ingredient-coded order
+    f = finding(run(rls_patient(stopped)), "drug_withdrawal")
+    assert "clonazepam" in f.summary and not f.actionable
+
+
+def test_stopped_imipramine_is_withdrawal_not_drug_induced(run):
+    stopped = F.med_request(
+        "835564", "imipramine hydrochloride 25 MG Oral Tablet", status="completed", authored_days=20
+    )
+    a = run(rls_patient(stopped))
+    assert "imipramine" in finding(a, "drug_withdrawal").summary
+    assert "drug_induced" not in causes(a)
+
+
+def test_withdrawal_outside_30_days_is_silent(run):
+    old = F.med_request("2598", "clonazepam", status="stopped", authored_days=300, end_days=90)
+    assert "drug_withdrawal" not in causes(run(rls_patient(old)))
+
+
+def test_active_clonazepam_is_neither_withdrawal_nor_aggravator(run):
+    active = F.med_request("2598", "clonazepam")
+    stopped = F.med_request("2598", "clonazepam", status="stopped", authored_days=100, end_days=5)
+    a = run(rls_patient(active, stopped))
+    assert not {"drug_withdrawal", "drug_induced"} & causes(a)
+
+
+def test_stopped_sertraline_is_not_a_withdrawal_cause(run):
+    stopped = F.med_request(*SERTRALINE_SCD, status="stopped", authored_days=20, end_days=3)
+    assert not {"drug_withdrawal", "drug_induced"} & causes(run(rls_patient(stopped)))

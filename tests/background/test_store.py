@@ -148,3 +148,15 @@ def test_dead_letters_and_ping(store, tenant):
     assert store.dead_letters(tenant)[0]["reason"] == "because"
     down = Store(type(store.redis)(host="127.0.0.1", port=1, socket_timeout=0.2, socket_connect_timeout=0.2))
     assert down.ping() is False
+
+
+def test_lock_owner_can_take_over_its_own_lock(store, tenant):
+    """A task redelivered after its worker died holds the same task id: it may take the lock over."""
+    with store.patient_lock(tenant, "p8", 60, owner="task-1") as first:
+        assert first
+        with store.patient_lock(tenant, "p8", 60, owner="task-2") as other:
+            assert not other
+    store.redis.set(store.key(tenant, "lock", "p8"), "task-1", px=60_000)  # left behind by a killed run
+    with store.patient_lock(tenant, "p8", 60, owner="task-1") as again:
+        assert again
+    assert store.redis.get(store.key(tenant, "lock", "p8")) is None

@@ -48,6 +48,7 @@ def configure(app: Celery, settings=None) -> Celery:
     settings = settings or get_settings()
     url = redis_url(settings) or "redis://127.0.0.1:6379/0"
     limit = settings.task_time_limit_seconds
+    vt = settings.task_visibility_timeout_seconds
     app.conf.update(
         broker_url=url,
         result_backend=url,
@@ -55,7 +56,10 @@ def configure(app: Celery, settings=None) -> Celery:
         # Redis: redelivery of a dead worker's unacknowledged tasks; short socket timeouts so a
         # vanished Redis is noticed (and reconnected to) quickly.
         broker_transport_options={
-            "visibility_timeout": settings.task_visibility_timeout_seconds,
+            "visibility_timeout": vt,
+            # Sweep for a dead worker's messages often enough for the visibility timeout to hold.
+            "unacked_restore_interval": max(1, min(10, vt // 4)),
+            "unacked_restore_throttle": 1,
             "socket_timeout": 10,
             "socket_connect_timeout": 5,
             "health_check_interval": 15,

@@ -32,6 +32,11 @@ PREFIX = "rls"
 SOCKET_TIMEOUT = 2.0  # background work tolerates a little more than hooks (0.25 s) but never hangs
 _TENANT_OK = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_ACQUIRE = (
+    "if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end "
+    "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end "
+    "return 0"
+)
 _DEAD_LETTER_KEEP = 10_000
 
 
@@ -223,11 +228,16 @@ class Store:
 
     # --- per-patient lock --------------------------------------------------------------------
     @contextmanager
-    def patient_lock(self, tenant: str, patient_id: str, ttl_seconds: float) -> Iterator[bool]:
-        """Yields True when this caller holds the patient's lock (auto-expires after ``ttl_seconds``)."""
+    def patient_lock(
+        self, tenant: str, patient_id: str, ttl_seconds: float, owner: str | None = None
+    ) -> Iterator[bool]:
+        """Yields True when this caller holds the patient's lock (auto-expires after ``ttl_seconds``).
+
+        ``owner`` (the task id) lets a redelivered task take over the lock its killed first delivery
+        left behind, instead of waiting for it to expire."""
         key = self.key(tenant, "lock", patient_id)
-        token = secrets.token_hex(16)
-        held = bool(self.redis.set(key, token, nx=True, px=int(ttl_seconds * 1000)))
+        token = owner or secrets.token_hex(16)
+        held = bool(self.redis.eval(_ACQUIRE, 1, key, token, int(ttl_seconds * 1000)))
         try:
             yield held
         finally:

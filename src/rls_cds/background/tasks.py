@@ -181,13 +181,15 @@ def _check_server(fhir_server: str) -> None:
         raise PermanentFailure("fhir_server_not_configured")
 
 
-def reevaluate(store: Store, tenant: str, fhir_server: str, patient_id: str, reason: str) -> dict | None:
+def reevaluate(
+    store: Store, tenant: str, fhir_server: str, patient_id: str, reason: str, owner: str | None = None
+) -> dict | None:
     """One re-evaluation under the patient's lock; None when the lock stayed busy (caller defers)."""
     settings = get_settings()
     store.release_trigger(tenant, patient_id)  # from now on, new changes must queue a new run
     end = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
-        with store.patient_lock(tenant, patient_id, settings.task_time_limit_seconds) as held:
+        with store.patient_lock(tenant, patient_id, settings.task_time_limit_seconds, owner) as held:
             if held:
                 read_at = time.time()
                 resources = fetch_patient_data(fhir_server, patient_id)
@@ -237,7 +239,7 @@ def reevaluate_patient(self, tenant: str, fhir_server: str, patient_id: str, rea
         store.redis.expire(f"rls:deliveries:{self.request.id}", 86400)
         if deliveries > retries + 1 + EXTRA_DELIVERIES:
             raise PermanentFailure(f"delivered {deliveries} times (the worker was lost each time)")
-        stored = reevaluate(store, tenant, fhir_server, patient_id, reason)
+        stored = reevaluate(store, tenant, fhir_server, patient_id, reason, owner=self.request.id)
         if stored is None:  # another run holds the patient: run again after it
             self.apply_async(
                 (tenant, fhir_server, patient_id, reason), countdown=1 + random.random(), queue="hooks"

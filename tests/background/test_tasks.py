@@ -1,0 +1,130 @@
+"""reevaluate_patient with real `rls-cds worker` processes, real Redis and the real sekmet-fhir server
+(SMART Backend Services tokens): lands in the store, idempotent, concurrent-safe, retried, dead-lettered,
+redelivered after SIGKILL, survives a Redis restart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from tests.background.conftest import TASK, causes, wait_for, worker_env
+from tests.support.celery_workers import client_app
+from tests.support.redis_server import start_redis
+
+pytestmark = pytest.mark.slow
+
+
+def _send(broker_url, tenant, server, patient, reason="manual"):
+    return client_app(broker_url).send_task(TASK, args=[tenant, server, patient, reason], queue="hooks")
+
+
+def test_reevaluation_lands_in_store_and_rerun_is_idempotent(
+    broker_url, store, tenant, celery_workers, fhir_server, servers_file, bg_patients
+):
+    celery_workers.start(broker_url, env=worker_env(servers_file))
+    pid = bg_patients["iron_ssri"]
+    first = _send(broker_url, tenant, fhir_server.base_url, pid).get(timeout=60)
+    assert first["outcome"] == "stored", first
+    record = store.get_assessment(tenant, pid)
+    assert {"iron_deficiency", "drug_induced"} <= causes(record)
+    assert record["cards"] and record["table_version"] and record["fingerprint"]
+    assert record["changes"]["resolved"] == [] and "iron_deficiency" in record["changes"]["new"]
+    assert record["resource_count"] >= 4  # Patient, Condition, Observation, MedicationRequest
+
+    again = _send(broker_url, tenant, fhir_server.base_url, pid).get(timeout=60)
+    assert again["outcome"] == "unchanged"
+    after = store.get_assessment(tenant, pid)
+    assert after["revision"] == 1 and after["changes"] == record["changes"]
+    assert after["computed_at"] >= record["computed_at"]
+
+
+def test_two_workers_on_one_patient_leave_one_consistent_assessment(
+    broker_url, store, tenant, celery_workers, fhir_server, servers_file, bg_patients
+):
+    env = worker_env(servers_file)
+    celery_workers.start(broker_url, env=env)
+    celery_workers.start(broker_url, env=env)
+    pid = bg_patients["iron_ssri"]
+    results = [_send(broker_url, tenant, fhir_server.base_url, pid) for _ in range(8)]
+    outcomes = [r.get(timeout=90)["outcome"] for r in results]
+    assert outcomes.count("stored") == 1, outcomes
+    assert set(outcomes) <= {"stored", "unchanged"}, outcomes
+    record = store.get_assessment(tenant, pid)
+    assert record["revision"] == 1 and {"iron_deficiency", "drug_induced"} <= causes(record)
+    assert len(store.redis.keys(f"rls:t:{tenant}:asmt:*")) == 1
+    assert not store.redis.keys(f"rls:t:{tenant}:lock:*"), "locks are released"
+
+
+def test_fhir_500_then_200_is_retried_and_completes(
+    broker_url, store, tenant, celery_workers, fault_proxy, servers_file, bg_patients
+):
+    worker = celery_workers.start(broker_url, env=worker_env(servers_file))
+    fault_proxy.set_mode("500")
+    seen = fault_proxy.requests_seen
+    result = _send(broker_url, tenant, fault_proxy.base_url, bg_patients["iron_ssri"])
+    assert wait_for(lambda: fault_proxy.requests_seen > seen, 20), "the task never reached the FHIR server"
+    time.sleep(0.3)
+    fault_proxy.set_mode("pass")
+    assert result.get(timeout=60)["outcome"] == "stored"
+    counts, _ = store.task_stats()
+    assert counts.get("reevaluate_patient|retry", 0) >= 1
+    assert "Retry in" in worker.log_text()
+    assert store.dead_letters(tenant) == []
+
+
+def test_poison_task_ends_in_dead_letter_with_reason(
+    broker_url, store, tenant, celery_workers, fault_proxy, servers_file, bg_patients, fhir_server
+):
+    celery_workers.start(broker_url, env=worker_env(servers_file, RLS_TASK_MAX_RETRIES="2"))
+    fault_proxy.set_mode("500")
+    answer = _send(broker_url, tenant, fault_proxy.base_url, bg_patients["iron_ssri"]).get(timeout=60)
+    assert answer["outcome"] == "dead_letter"
+    letters = store.dead_letters(tenant)
+    assert len(letters) == 1
+    assert letters[0]["reason"] == "fhir_http_500 (gave up)" and letters[0]["retries"] == 2
+    assert bg_patients["iron_ssri"] not in str(letters), "dead letters name patients by digest only"
+    # An unknown patient cannot succeed by retrying: dead-lettered at once.
+    fault_proxy.set_mode("pass")
+    gone = _send(broker_url, tenant, fhir_server.base_url, "no-such-patient-x").get(timeout=60)
+    assert gone == {"outcome": "dead_letter", "reason": "patient_not_found"}
+    time.sleep(0.5)
+    assert store.redis.llen("hooks") == 0 and store.redis.hlen("unacked") == 0, "nothing loops"
+
+
+def test_worker_killed_mid_task_has_it_redelivered(
+    broker_url, store, tenant, celery_workers, fault_proxy, servers_file, bg_patients
+):
+    env = worker_env(servers_file, RLS_TASK_VISIBILITY_TIMEOUT_SECONDS="2")
+    first = celery_workers.start(broker_url, env=env)
+    fault_proxy.set_mode("hang")
+    seen = fault_proxy.requests_seen
+    result = _send(broker_url, tenant, fault_proxy.base_url, bg_patients["iron_ssri"])
+    assert wait_for(lambda: fault_proxy.requests_seen > seen, 20), "the task never started"
+    first.kill()  # SIGKILL, worker and pool: the task is unacknowledged
+    assert store.redis.hlen("unacked") == 1
+    fault_proxy.set_mode("pass")
+    celery_workers.start(broker_url, env=env)
+    assert result.get(timeout=60)["outcome"] == "stored"
+    assert {"iron_deficiency", "drug_induced"} <= causes(
+        store.get_assessment(tenant, bg_patients["iron_ssri"])
+    )
+    assert wait_for(lambda: store.redis.hlen("unacked") == 0, 10)
+
+
+def test_redis_restart_worker_reconnects_and_pending_tasks_complete(
+    tmp_path, tenant, celery_workers, fhir_server, servers_file, bg_patients
+):
+    own = start_redis(tmp_path / "redis")
+    try:
+        celery_workers.start(own.url, env=worker_env(servers_file))
+        own.restart()  # Redis gone and back (empty): the worker must reconnect by itself
+        results = [
+            _send(own.url, tenant, fhir_server.base_url, pid) for pid in bg_patients.values()
+        ]  # queued while the worker may still be reconnecting
+        assert [r.get(timeout=90)["outcome"] for r in results] == ["stored", "stored"]
+        check = redis.Redis.from_url(own.url)
+        assert len(check.keys(f"rls:t:{tenant}:asmt:*")) == 2
+    finally:
+        own.stop()

@@ -61,7 +61,7 @@ def test_user_name_alone_in_a_url_is_treated_as_a_token():
     [
         ("RLS_PORT", "abc", ["config", "show"]),
         ("RLS_PORT", "70000", ["serve"]),
-        ("RLS_HOOK_DEADLINE_SECONDS", "-1", ["evaluate"]),
+        ("RLS_HOOK_DEADLINE_SECONDS", "-1", ["evaluate", "patient.json"]),
         ("RLS_DEV_MODE", "maybe", ["worker"]),
         ("RLS_API_WORKERS", "0", ["config", "check"]),
     ],

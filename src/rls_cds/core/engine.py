@@ -96,6 +96,8 @@ def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
                 ]
             )
         )
+    for p in sorted(facts.surgeries, key=lambda p: p.ref):
+        h.update(orjson.dumps([p.ref, p.code, p.date]))
     return h.hexdigest()[:32]
 
 

@@ -134,12 +134,25 @@ class MedFact:
     via_reference: str | None = None  # 'contained' | 'bundle' when the drug came from a Medication
 
 
+@dataclass(slots=True)
+class ProcedureFact:
+    ref: str
+    system: str | None
+    code: str | None
+    display: str | None
+    date: datetime | None
+
+
+SURGICAL_CATEGORY = "387713003"  # SNOMED CT "Surgical procedure" (Procedure.category)
+
+
 @dataclass
 class Facts:
     conditions: list[ConditionFact] = field(default_factory=list)
     labs: list[LabFact] = field(default_factory=list)
     pending_labs: list[LabFact] = field(default_factory=list)
     meds: list[MedFact] = field(default_factory=list)
+    surgeries: list[ProcedureFact] = field(default_factory=list)
     patient: str | None = None
     warnings: list[str] = field(default_factory=list)
     # ref -> resource dict, for every resource a fact came from (validated only if it becomes evidence)
@@ -452,6 +465,32 @@ def _medication_request(
     facts.sources[ref] = res
 
 
+# --- procedures ----------------------------------------------------------------------------------
+
+
+def _procedure(res: dict, ref: str, facts: Facts) -> None:
+    """Completed surgical procedures (Procedure.category 'Surgical procedure'), when a Bundle has them."""
+    if res.get("status") != "completed":
+        return
+    if not any(c.get("code") == SURGICAL_CATEGORY for c in _codings(res.get("category"))):
+        return
+    period = res.get("performedPeriod")
+    date = parse_date(res.get("performedDateTime")) or (
+        parse_date(period.get("end") or period.get("start")) if isinstance(period, dict) else None
+    )
+    coding = next(iter(_codings(res.get("code"))), {})
+    facts.surgeries.append(
+        ProcedureFact(
+            ref=ref,
+            system=coding.get("system") if isinstance(coding.get("system"), str) else None,
+            code=coding.get("code") if isinstance(coding.get("code"), str) else None,
+            display=_text(coding.get("display")) or _text((res.get("code") or {}).get("text")),
+            date=date,
+        )
+    )
+    facts.sources[ref] = res
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 
@@ -505,6 +544,8 @@ def extract(resources: list[dict], drafts: list[dict], t: Any, skip: frozenset[s
                 if draft:
                     draft_refs.add(ref)
                 _medication_request(res, ref, draft, medications, t, facts)
+            elif rtype == "Procedure":
+                _procedure(res, ref, facts)
             elif rtype == "Patient":
                 facts.patient = _patient_ref(res) or facts.patient
                 continue

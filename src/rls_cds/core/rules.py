@@ -684,11 +684,45 @@ stress = _diagnosis_rule(
     reasoning="Stress is reported to worsen RLS symptoms (informational).",
     action="Informational only.",
 )
-surgery = _diagnosis_rule(
+_surgery_codes = _diagnosis_rule(
     "surgery",
     reasoning="Surgery (and its sequelae) is reported to trigger or worsen RLS (informational).",
     action="Informational only.",
 )
+
+
+def surgery(ctx: Context) -> list[Finding]:
+    """Coded surgery context, or a completed surgical Procedure inside the cause's 'procedure' window.
+
+    Procedures are read only when the input carries them (a Bundle; prefetch asks for the three core
+    resource types) and only when causes.yaml gives the window (``lookback_days.procedure``)."""
+    found = _surgery_codes(ctx)
+    window = ctx.cause("surgery").lookback_days.get("procedure")
+    if found or not window or not ctx.facts.surgeries:
+        return found
+    lo, hi = ctx.now - timedelta(days=int(window)), ctx.now + timedelta(days=1)
+    recent = sorted(
+        (p for p in ctx.facts.surgeries if p.date is not None and lo <= p.date <= hi),
+        key=lambda p: (p.date, p.ref),
+        reverse=True,
+    )
+    if not recent:
+        return []
+    p = recent[0]
+    return [
+        make(
+            ctx,
+            "surgery",
+            summary=f"Recent surgery: {p.display or p.code or 'procedure'} ({day(p.date)}) can trigger RLS",
+            reasoning="Surgery is reported to trigger or worsen RLS (informational); completed within the "
+            f"last {int(window)} days.",
+            action="Informational only.",
+            evidence=[
+                Evidence(resource=x.ref, system=x.system, code=x.code, display=x.display, date=day(x.date))
+                for x in recent
+            ],
+        )
+    ]
 
 
 # --- diabetes ------------------------------------------------------------------------------------

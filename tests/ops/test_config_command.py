@@ -118,3 +118,17 @@ def test_check_passes_against_a_real_redis(tmp_path):
     assert not [p for p in problems if "REDIS_URL" in p]
     if not problems:
         assert out.returncode == 0 and "distributed" in out.stdout
+
+
+def test_check_validates_the_trusted_issuers(tmp_path):
+    issuers = tmp_path / "issuers.yaml"
+    issuers.write_text("issuers:\n  - iss: https://ehr.example.org\n    jwks_url: not-a-url\n")
+    out = run_cli("config", "check", "--offline", env={"RLS_TRUSTED_ISSUERS_FILE": str(issuers)})
+    assert out.returncode == 1
+    assert "problem:" in out.stderr and "Traceback" not in out.stderr
+    issuers.write_text(
+        "issuers:\n  - iss: https://ehr.example.org\n    jwks_url: https://ehr.example.org/jwks\n"
+        "    fhir_servers: [https://ehr.example.org/fhir]\n"
+    )
+    out = run_cli("config", "check", "--offline", env={"RLS_TRUSTED_ISSUERS_FILE": str(issuers)})
+    assert out.returncode == 0, out.stderr

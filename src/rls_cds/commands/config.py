@@ -178,6 +178,22 @@ def _check_terminology(settings) -> list[str]:
     return []
 
 
+def _check_issuers(settings) -> list[str]:
+    """The trusted-issuer configuration, when one is given (worker and beat need none)."""
+    if not (settings.trusted_issuers_file or settings.trusted_issuers_json):
+        print("note: no trusted issuers configured: `rls-cds serve` will refuse to start", file=sys.stderr)
+        return []
+    try:
+        from rls_cds.security.issuers import check_startup
+    except ImportError:
+        return []
+    try:
+        check_startup(settings)
+    except Exception as exc:  # noqa: BLE001 - IssuerConfigError names the variable and issuer
+        return [redact_urls(str(exc))]
+    return []
+
+
 def _check_redis(settings) -> list[str]:
     if not settings.redis_url:
         return []
@@ -195,6 +211,8 @@ def check_config(args) -> int:
 
     settings = Settings()  # invalid values already stopped the CLI at start with a named variable
     problems = _check_paths(settings) + _check_terminology(settings)
+    if not problems:
+        problems += _check_issuers(settings)
     if not args.offline:
         problems += _check_redis(settings)
     if settings.dev_mode:

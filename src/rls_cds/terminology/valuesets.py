@@ -10,6 +10,7 @@ from rls_cds.terminology.index import Terminology
 from rls_cds.terminology.model import DrugIngredient
 
 DEFAULT_CANONICAL_BASE = "http://rls-cds.local/fhir"
+PUBLICATION_STATUS = ("draft", "active", "retired", "unknown")
 _ROLE_CAUSE = {
     "aggravator": "drug_induced",
     "withdrawal": "drug_withdrawal",
@@ -152,3 +153,8 @@ def validate_valueset(resource: dict) -> None:
     from fhir.resources.R4B.valueset import ValueSet
 
     ValueSet.model_validate(resource)
+    # fhir.resources checks structure and datatypes, not required bindings: check the one we set.
+    if resource.get("status") not in PUBLICATION_STATUS:
+        raise ValueError(
+            f"ValueSet.status {resource.get('status')!r} is not one of {', '.join(PUBLICATION_STATUS)}"
+        )

@@ -26,7 +26,12 @@ from typing import Any
 import orjson
 
 REDACTED = "[redacted]"
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 _SENSITIVE_NAME = re.compile(
     r"token|authori[sz]ation|secret|password|passwd|assertion|jwt|cookie|credential|private|"
     r"patient|name$|^name|given|family|identifier|mrn|ssn|birth|dob|address|phone|email|telecom|"
@@ -82,7 +87,9 @@ class RedactionFilter(logging.Filter):
         if record.exc_info and record.exc_info[0] is not None:
             etype, _, tb = record.exc_info
             record.exc_type_name = etype.__name__
-            record.stack = scrub("".join(traceback.format_tb(tb))) if tb else ""
+            # Frames only (file, line, function): no source lines, no exception message.
+            frames = traceback.extract_tb(tb) if tb else []
+            record.stack = " < ".join(f"{f.filename}:{f.lineno} {f.name}" for f in reversed(frames))
             record.exc_info, record.exc_text = None, None  # the message may quote patient data
         if record.stack_info:
             record.stack_info = scrub(record.stack_info)

@@ -1,0 +1,100 @@
+"""The redaction filter and JSON formatter, in process: what any code might try to log."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from rls_cds.security.logs import configure_logging
+
+JWT = "eyJhbGciOiJFUzM4NCJ9.eyJpc3MiOiJodHRwczovL2VociJ9.c2lnbmF0dXJlLWJ5dGVz"
+
+
+@pytest.fixture
+def capture():
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    configure_logging(type("S", (), {"log_level": "INFO"})(), stream=stream)
+    yield stream
+    for h in list(root.handlers):
+        if getattr(h, "_rls_cds", False):
+            root.removeHandler(h)
+    root.handlers[:] = saved_handlers
+    root.setLevel(saved_level)
+
+
+def _lines(stream) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_structured_fields_kept(capture):
+    logging.getLogger("rls_cds.api").info(
+        "hook answered",
+        extra={
+            "request_id": "r1",
+            "service_id": "s",
+            "hook": "patient-view",
+            "status": 200,
+            "latency_ms": 4.2,
+            "card_count": 3,
+        },
+    )
+    (rec,) = _lines(capture)
+    assert rec["msg"] == "hook answered" and rec["level"] == "INFO" and rec["logger"] == "rls_cds.api"
+    assert rec["card_count"] == 3 and rec["status"] == 200 and rec["request_id"] == "r1"
+
+
+def test_sensitive_fields_and_token_shapes_redacted(capture):
+    log = logging.getLogger("rls_cds.anything")
+    log.warning(
+        "calling with Bearer abcdef123456 and %s",
+        JWT,
+        extra={
+            "access_token": "tok-123456",
+            "patient_id": "pat-42",
+            "patient_name": "Jane Roe",
+            "identifier": "MRN-1",
+            "fhir_resource": {"name": "x"},
+            "detail": f"token={JWT}",
+            "url": "https://x/?access_token=zzz999&y=1",
+            "nested": {"authorization": "Basic dXNlcjpwYXNz"},
+        },
+    )
+    text = capture.getvalue()
+    for secret in (
+        "abcdef123456",
+        JWT,
+        "tok-123456",
+        "pat-42",
+        "Jane Roe",
+        "MRN-1",
+        "zzz999",
+        "dXNlcjpwYXNz",
+    ):
+        assert secret not in text
+    (rec,) = _lines(capture)
+    assert rec["access_token"] == "[redacted]" and rec["patient_id"] == "[redacted]"
+    assert "[redacted-jwt]" in rec["msg"] and "Bearer [redacted]" in rec["msg"]
+
+
+def test_exception_messages_dropped_stack_kept(capture):
+    try:
+        raise ValueError("Patient Jane Roe MRN-77 failed validation")
+    except ValueError:
+        logging.getLogger("rls_cds.core").exception("core failed")
+    text = capture.getvalue()
+    assert "Jane Roe" not in text and "MRN-77" not in text
+    (rec,) = _lines(capture)
+    assert (
+        rec["exc_type_name"] == "ValueError" and "test_exception_messages_dropped_stack_kept" in rec["stack"]
+    )
+
+
+def test_pem_blocks_redacted(capture):
+    pem = "-----BEGIN PRIVATE KEY-----\nMIGkAgEBBDA\n-----END PRIVATE KEY-----"
+    logging.getLogger("x").error("loaded %s", pem)
+    assert "MIGkAgEBBDA" not in capture.getvalue()

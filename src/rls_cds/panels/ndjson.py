@@ -83,7 +83,9 @@ def iter_local(path: str, start: int = 0, end: int | None = None) -> Iterator[tu
         while True:
             if limit is not None and pos >= limit:  # pos: where the next unread line starts
                 return
-            block = f.read(BLOCK)
+            # Read no further than the chunk needs (plus the tail of its last line, via carry).
+            want = BLOCK if limit is None else max(min(BLOCK, limit - pos + 1), min(BLOCK, 65536))
+            block = f.read(want)
             if not block:
                 if carry.strip():
                     yield pos, carry

@@ -60,12 +60,7 @@ class Relevance:
         return code is not None and any(self._condition_code(c.system, c.code) for c in code.coding)
 
     def observation(self, res: thin.Observation) -> bool:
-        if res.code is not None and any(self._lab_code(c.system, c.code) for c in res.code.coding):
-            return True
-        return any(
-            comp.code is not None and any(self._lab_code(c.system, c.code) for c in comp.code.coding)
-            for comp in res.component
-        )
+        return res.code is not None and any(self._lab_code(c.system, c.code) for c in res.code.coding)
 
     def concept(self, concept: thin.Concept | None) -> bool:
         """A drug concept: by code; by text (or coding display) only when no code is known."""

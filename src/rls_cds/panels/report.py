@@ -74,9 +74,10 @@ def mark_new(worklist: list[dict], previous: dict[str, set[str]]) -> int:
     return n
 
 
-def decide_status(expected: int | None, merged: dict, run_errors: list[str]) -> str:
+def decide_status(expected: int | None, merged: dict, run_errors: list[str], bad_lines: int = 0) -> str:
+    """A line that could not be read may have held any patient's data: not a full success either."""
     accounted = merged["assessed"] + len(merged["errors"])
-    if run_errors or merged["errors"]:
+    if run_errors or merged["errors"] or bad_lines:
         return "completed_with_errors"
     if expected is not None and accounted != expected:
         return "completed_with_errors"
@@ -99,7 +100,7 @@ def build_report(state: RunState, reports_dir: Path) -> dict:
         run_errors.append("the Patient file could not be read: the panel's patients are not all known")
     prev_id, previous = previous_worklist(state, meta["panel"])
     new_count = mark_new(merged["worklist"], previous)
-    status = decide_status(expected, merged, run_errors)
+    status = decide_status(expected, merged, run_errors, bad_lines)
     if expected is not None and merged["assessed"] + len(merged["errors"]) != expected:
         run_errors.append(
             f"{expected - merged['assessed'] - len(merged['errors'])} expected patients unaccounted for"

@@ -43,18 +43,6 @@ class Period(Struct, omit_defaults=True):
     end: str | None = None
 
 
-class RefRange(Struct, omit_defaults=True):
-    low: Quantity | None = None
-    high: Quantity | None = None
-    text: str | None = None
-
-
-class Component(Struct, omit_defaults=True):
-    code: Concept | None = None
-    valueQuantity: Quantity | None = None  # noqa: N815 - FHIR field names
-    valueCodeableConcept: Concept | None = None  # noqa: N815
-
-
 class Repeat(Struct, omit_defaults=True):
     boundsPeriod: Period | None = None  # noqa: N815
 
@@ -99,7 +87,6 @@ class Condition(Struct, tag_field="resourceType", tag="Condition", omit_defaults
     id: str | None = None
     clinicalStatus: Concept | None = None  # noqa: N815
     verificationStatus: Concept | None = None  # noqa: N815
-    category: list[Concept] = []
     code: Concept | None = None
     subject: Reference | None = None
     onsetDateTime: str | None = None  # noqa: N815
@@ -112,7 +99,6 @@ class Condition(Struct, tag_field="resourceType", tag="Condition", omit_defaults
 class Observation(Struct, tag_field="resourceType", tag="Observation", omit_defaults=True):
     id: str | None = None
     status: str | None = None
-    category: list[Concept] = []
     code: Concept | None = None
     subject: Reference | None = None
     effectiveDateTime: str | None = None  # noqa: N815
@@ -123,9 +109,7 @@ class Observation(Struct, tag_field="resourceType", tag="Observation", omit_defa
     valueCodeableConcept: Concept | None = None  # noqa: N815
     valueString: str | None = None  # noqa: N815
     valueInteger: int | None = None  # noqa: N815
-    component: list[Component] = []
     interpretation: list[Concept] = []
-    referenceRange: list[RefRange] = []  # noqa: N815
 
 
 class MedicationRequest(Struct, tag_field="resourceType", tag="MedicationRequest", omit_defaults=True):

@@ -1,0 +1,130 @@
+"""`panel run --ndjson`: same findings as the clinical core on full resources, 1 or 2 workers, reports,
+new-since-previous, malformed lines, chunks processed twice, and the CLI itself."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rls_cds.core.engine import evaluate
+from rls_cds.panels import local, runs
+from rls_cds.panels.state import RunState
+from rls_cds.settings import Settings
+from tests.panels.conftest import patients_of, write_export
+from tests.support.fhir_server import REPO
+
+N = 60
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("export")
+    (directory / "counts.json").write_text(json.dumps(write_export(directory, N)))
+    return directory
+
+
+def _settings(tmp_path: Path, **kw) -> Settings:
+    return Settings(reports_dir=tmp_path / "reports", **kw)
+
+
+def _actionable(report: dict) -> dict[str, set[str]]:
+    return {row["patient"]: {f["cause"] for f in row["findings"]} for row in report["worklist"]}
+
+
+def test_thin_batch_finds_what_the_core_finds_on_full_resources(export, tmp_path, panel_redis, terminology):
+    report = local.run_ndjson([str(export)], 1, _settings(tmp_path), panel_redis.url, terminology, "eq")
+    assert report["status"] == "succeeded"
+    assert report["counts"]["patients_assessed"] == N
+    now = datetime.fromisoformat(report["evaluated_at"])
+    expected: dict[str, set[str]] = {}
+    for patient in patients_of(N):
+        resources = [r for kind in patient.values() for r in kind]
+        found = evaluate(resources, now=now, terminology=terminology).findings
+        causes = {f.cause for f in found if f.actionable}
+        if causes:
+            expected[patient["Patient"][0]["id"]] = causes
+    assert expected, "the generated panel must contain positive patients"
+    assert len(expected) < N, "and negative ones"
+    assert _actionable(report) == expected
+
+
+def test_two_workers_same_report_and_nothing_new_the_second_time(export, tmp_path, panel_redis, terminology):
+    settings = _settings(tmp_path)
+    one = local.run_ndjson([str(export)], 1, settings, panel_redis.url, terminology, "twice")
+    two = local.run_ndjson([str(export)], 2, settings, panel_redis.url, terminology, "twice")
+    assert two["status"] == "succeeded"
+    assert _actionable(two) == _actionable(one)
+    assert one["counts"]["new_since_previous"] == one["counts"]["worklist"] > 0
+    assert two["previous_run"] == one["run"]
+    assert two["counts"]["new_since_previous"] == 0
+    assert two["patients_per_cause"] == one["patients_per_cause"]
+    rows = list(csv.DictReader(io.StringIO(Path(two["files"]["csv"]).read_text())))
+    assert {r["patient"] for r in rows} == set(_actionable(two))
+    assert all(r["new"] == "no" for r in rows)
+    assert orjson.loads(Path(two["files"]["json"]).read_bytes())["run"] == two["run"]
+
+
+def test_malformed_lines_reported_with_file_and_line_rest_processed(
+    export, tmp_path, panel_redis, terminology
+):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in export.glob("*.ndjson"):
+        lines = f.read_bytes().splitlines(keepends=True)
+        if f.name == "Condition.ndjson":
+            lines.insert(4, b'{"resourceType": "Condition", "id": \n')  # line 5: not JSON
+            lines.insert(9, b'{"resourceType":"Condition","id":"x","subject":{"reference":7}}\n')  # line 10
+        (broken / f.name).write_bytes(b"".join(lines))
+    report = local.run_ndjson([str(broken)], 2, _settings(tmp_path), panel_redis.url, terminology, "broken")
+    errs = sorted((e["file"], e["line"]) for e in report["parse_errors"])
+    assert errs == [("Condition.ndjson", 5), ("Condition.ndjson", 10)]
+    assert "malformed JSON" in " ".join(e["reason"] for e in report["parse_errors"])
+    assert report["counts"]["patients_assessed"] == N  # the rest is processed
+    assert report["status"] == "completed_with_errors"  # never success with unreadable data
+
+
+def test_chunks_and_partitions_processed_twice_do_not_double_count(
+    export, tmp_path, panel_redis, terminology
+):
+    import redis
+
+    settings = _settings(tmp_path, panel_chunk_bytes=64 * 1024, panel_partition_bytes=256 * 1024)
+    client = redis.Redis.from_url(panel_redis.url)
+    state = runs.create_local_run(client, sorted(export.glob("*.ndjson")), "idem", 2, settings)
+    ctx = runs.Context(settings=settings, redis=client, terminology=terminology)
+    chunk_ids = state.ids("map")
+    assert len(chunk_ids) > 10
+    for cid in chunk_ids + list(reversed(chunk_ids[::3])):  # a third of the chunks run twice
+        runs.run_map(state, cid, ctx)
+    units = state.ids("reduce")
+    for uid in units + units[:2]:
+        runs.run_reduce(state, uid, ctx)
+    assert runs.next_actions(state) == ("finalize", [])
+    report = runs.finalize(state, settings.reports_dir)
+    total = sum(json.loads((export / "counts.json").read_text()).values())
+    assert report["counts"]["patients_assessed"] == N
+    assert report["counts"]["resources"] == total
+    assert len(report["worklist"]) == len({r["patient"] for r in report["worklist"]})
+    assert RunState(client, state.run_id).meta()["status"] == "succeeded"
+
+
+def test_cli_ndjson_two_workers(export, tmp_path, panel_redis):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_") and k != "REDIS_URL"}
+    env.update({"REDIS_URL": panel_redis.url, "RLS_REPORTS_DIR": str(tmp_path / "r")})
+    cmd = [str(REPO / ".venv/bin/rls-cds"), "panel", "run", "--ndjson", str(export), "--workers", "2"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"{N} patients assessed" in out.stdout and "resources/s" in out.stdout
+    assert "synth-" not in out.stdout + out.stderr  # no patient id on the console or in logs
+    report = json.loads(next((tmp_path / "r" / "local").glob("*.json")).read_text())
+    assert report["counts"]["patients_assessed"] == N
+    bad = subprocess.run([*cmd[:4], str(tmp_path / "missing")], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such NDJSON" in bad.stderr

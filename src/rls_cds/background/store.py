@@ -186,6 +186,7 @@ class Store:
                 "computed_at": _now_iso(now),
                 "computed_at_epoch": now,
                 "cards": record.get("cards", prev.get("cards")),
+                "reason": record.get("reason", prev.get("reason")),  # why it was last recomputed
                 "outcome": "unchanged",
             }
         return {

@@ -1,0 +1,257 @@
+"""Triggers end to end: FHIR Subscription notifications delivered by sekmet-fhir, the backport
+notification Bundle, the secret, coalescing, order-sign, the operator endpoint, and patient-view
+answering from the stored assessment. Real `rls-cds serve`, workers, Redis and sekmet."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+
+from tests.api import data
+from tests.background.conftest import worker_env
+from tests.support.cds_server import start_cds_server
+from tests.support.fhir_server import stop_process, transaction
+from tests.support.redis_server import start_redis
+
+pytestmark = pytest.mark.slow
+
+SECRET = "s3cret-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, servers_file):
+    """A development-mode server (tenant 'dev') on its own Redis, accepting notifications."""
+    work = tmp_path_factory.mktemp("bg-stack")
+    broker = start_redis(work / "redis")
+    server = start_cds_server(
+        work / "cds",
+        env={
+            "REDIS_URL": broker.url,
+            "RLS_SUBSCRIPTION_SECRET": SECRET,
+            "RLS_FHIR_SERVERS_FILE": str(servers_file),
+            "RLS_TRIGGER_COALESCE_SECONDS": "30",
+        },
+    )
+    yield server, broker
+    stop_process(server.process)
+    broker.stop()
+
+
+def _notify(server, body=None, path="", secret=SECRET, method="POST", headers=None):
+    hdrs = {"Content-Type": "application/fhir+json", **(headers or {})}
+    if secret is not None:
+        hdrs["X-Subscription-Secret"] = secret
+    return requests.request(
+        method,
+        f"{server.url}/fhir-subscriptions/notify{path}",
+        json=body,
+        headers=hdrs,
+        timeout=10,
+    )
+
+
+def _assessment(server, pid):
+    resp = server.get(f"/operator/assessments/{pid}")
+    return resp.json() if resp.status_code == 200 else None
+
+
+def _wait_assessment(server, pid, predicate=lambda r: True, timeout=60):
+    from tests.background.conftest import wait_for
+
+    return wait_for(lambda: (r := _assessment(server, pid)) is not None and predicate(r) and r, timeout)
+
+
+def _new_patient(fhir_server, ferritin=None) -> str:
+    pid = f"sub-{uuid.uuid4().hex[:10]}"
+    fhir_server.load_bundle(transaction(data.patient_record(pid, ferritin)))
+    return pid
+
+
+def _causes(record) -> set[str]:
+    return {f["cause"] for f in record["findings"]}
+
+
+def test_rest_hook_subscription_on_sekmet_leads_to_stored_assessment(
+    stack, celery_workers, fhir_server, servers_file
+):
+    server, broker = stack
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    pid = _new_patient(fhir_server)  # RLS, no labs yet
+    sub = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "rls-cds re-evaluation",
+        "criteria": f"Observation?patient={pid}",
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": f"{server.url}/fhir-subscriptions/notify",
+            "payload": "application/fhir+json",
+            "header": [f"X-Subscription-Secret: {SECRET}", f"X-FHIR-Server: {fhir_server.base_url}"],
+        },
+    }
+    created = requests.post(f"{fhir_server.base_url}/Subscription", json=sub, headers=fhir_server.headers())
+    assert created.status_code == 201, created.text
+    sub_id = created.json()["id"]
+    try:
+        assert fhir_server.search(f"Subscription/{sub_id}")["status"] == "active"
+        obs = data.ferritin(pid, 18, days_ago=1, suffix="new")
+        obs.pop("id")
+        posted = requests.post(f"{fhir_server.base_url}/Observation", json=obs, headers=fhir_server.headers())
+        assert posted.status_code == 201
+        new_id = posted.json()["id"]
+
+        record = _wait_assessment(server, pid, lambda r: "iron_deficiency" in _causes(r))
+        assert record, "the notification did not lead to a stored assessment"
+        assert record["reason"] == "subscription"
+        iron = next(f for f in record["findings"] if f["cause"] == "iron_deficiency")
+        assert any(e["resource"] == f"Observation/{new_id}" for e in iron["evidence"])
+        assert "iron_deficiency" in record["changes"]["new"]
+        assert "error" not in fhir_server.search(f"Subscription/{sub_id}"), "delivery failed"
+    finally:
+        requests.delete(f"{fhir_server.base_url}/Subscription/{sub_id}", headers=fhir_server.headers())
+
+
+def test_wrong_or_missing_secret_is_401(stack):
+    server, _ = stack
+    body = data.ferritin("p-x", 20)
+    assert _notify(server, body, secret="wrong").status_code == 401
+    missing = _notify(server, body, secret=None)
+    assert missing.status_code == 401 and missing.json()["error"] == "unauthorized"
+
+
+def _backport(base: str, ntype: str, patient_ref: str | None = None, focus: str | None = None) -> dict:
+    params = [
+        {"name": "subscription", "valueReference": {"reference": f"{base}/Subscription/abc"}},
+        {"name": "topic", "valueCanonical": "http://example.org/topic/observation"},
+        {"name": "status", "valueCode": "active"},
+        {"name": "type", "valueCode": ntype},
+    ]
+    if ntype == "event-notification":
+        parts = [{"name": "event-number", "valueString": "1"}]
+        if focus:
+            parts.append({"name": "focus", "valueReference": {"reference": f"{base}/{focus}"}})
+        if patient_ref:
+            parts.append(
+                {"name": "additional-context", "valueReference": {"reference": f"{base}/{patient_ref}"}}
+            )
+        params.append({"name": "notification-event", "part": parts})
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "entry": [{"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Parameters", "parameter": params}}],
+    }
+
+
+def test_duplicates_coalesce_and_backport_bundles_name_patients(
+    stack, celery_workers, fhir_server, servers_file
+):
+    server, broker = stack
+    base = fhir_server.base_url
+    pid = _new_patient(fhir_server, ferritin=25)
+    obs = data.ferritin(pid, 25)
+    hdr = {"X-FHIR-Server": base}
+    # No worker yet: the first notification queues, its duplicates coalesce into it.
+    first = _notify(server, obs, path=f"/Observation/{obs['id']}", method="PUT", headers=hdr)
+    assert first.status_code == 200 and first.json()["queued"] == 1, first.text
+    again = _notify(server, obs, path=f"/Observation/{obs['id']}", method="PUT", headers=hdr)
+    assert again.json() == {
+        "notification": "rest-hook",
+        "queued": 0,
+        "coalesced": 1,
+        "focus_queued": 0,
+        "ignored": 0,
+    }
+    # The backport Bundle names the server through its subscription reference (no header needed).
+    bp = _notify(server, _backport(base, "event-notification", f"Patient/{pid}", f"Observation/{obs['id']}"))
+    assert bp.json()["coalesced"] == 1
+    hs = _notify(server, _backport(base, "handshake"))
+    assert hs.status_code == 200 and hs.json() == {"notification": "handshake", "queued": 0, "coalesced": 0}
+    # R4B SubscriptionStatus form, a different patient.
+    other = _new_patient(fhir_server, ferritin=300)
+    r4b = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "SubscriptionStatus",
+                    "type": "event-notification",
+                    "subscription": {"reference": f"{base}/Subscription/abc"},
+                    "notificationEvent": [{"eventNumber": "2", "focus": {"reference": f"Patient/{other}"}}],
+                }
+            }
+        ],
+    }
+    assert _notify(server, r4b).json()["queued"] == 1
+    ping = _notify(server, None, headers=hdr)  # R4 empty rest-hook: a ping, nothing named
+    assert ping.status_code == 200 and ping.json()["queued"] == 0
+
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    record = _wait_assessment(server, pid)
+    assert record and record["revision"] == 1 and "iron_deficiency" in _causes(record)
+    assert _wait_assessment(server, other)
+    # Once the queued run has started, a new notification queues again (no change is ever missed).
+    assert _notify(server, obs, headers=hdr).json()["queued"] == 1
+
+
+def test_id_only_focus_is_read_from_the_fhir_server(stack, celery_workers, fhir_server, servers_file):
+    server, broker = stack
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    pid = _new_patient(fhir_server, ferritin=40)
+    resp = _notify(
+        server, _backport(fhir_server.base_url, "event-notification", focus=f"Observation/{pid}-ferritin-1")
+    )
+    assert resp.json()["focus_queued"] == 1
+    assert _wait_assessment(server, pid, lambda r: "iron_deficiency" in _causes(r))
+
+
+def test_unlisted_fhir_server_is_refused(stack):
+    server, _ = stack
+    resp = _notify(server, data.ferritin("p1", 20), headers={"X-FHIR-Server": "http://127.0.0.1:9/fhir"})
+    assert resp.status_code == 403 and resp.json()["error"] == "fhir_server_not_allowed"
+
+
+def test_order_sign_and_operator_trigger_reevaluation_and_patient_view_uses_it(
+    stack, celery_workers, fhir_server, servers_file
+):
+    server, broker = stack
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    services = {s["hook"]: s for s in server.get("/cds-services").json()["services"]}
+    pid = _new_patient(fhir_server, ferritin=30)
+    svc = services["order-sign"]
+    record = data.patient_record(pid, 30)
+    body = data.hook_request(
+        "order-sign",
+        pid,
+        data.full_prefetch(record, svc),
+        fhir_server=fhir_server.base_url,
+        token=fhir_server.token,
+        drafts=[data.sertraline_order(pid, status="draft", oid=f"{pid}-draft")],
+    )
+    assert server.post(f"/cds-services/{svc['id']}", body).status_code == 200
+    stored = _wait_assessment(server, pid)
+    assert stored and stored["reason"] == "order-sign" and "iron_deficiency" in _causes(stored)
+
+    queued = server.post("/operator/reevaluate", {"patientId": pid, "fhirServer": fhir_server.base_url})
+    assert queued.status_code == 202 and queued.json()["taskId"]
+    assert _wait_assessment(server, pid, lambda r: r["reason"] == "operator")
+
+    pv = services["patient-view"]
+    view = server.post(
+        f"/cds-services/{pv['id']}", data.hook_request("patient-view", pid, None, fhir_server.base_url)
+    )
+    assert view.status_code == 200
+    cards = view.json()["cards"]
+    assert cards and all("Based on a stored assessment computed" in c["detail"] for c in cards)
+    live = server.post(
+        f"/cds-services/{pv['id']}", data.hook_request("patient-view", pid, data.full_prefetch(record, pv))
+    )
+    assert live.json()["cards"] and not any("stored assessment" in c["detail"] for c in live.json()["cards"])
+    assert (
+        server.post(
+            "/operator/reevaluate", {"patientId": "bad id!", "fhirServer": fhir_server.base_url}
+        ).status_code
+        == 400
+    )

@@ -94,8 +94,12 @@ APPENDED = [
     ("medications.csv", f"999009,IN,mysterium,,aggravator,ssri,,,,,N06AB9,,,,,{SRC},", "malformed ATC"),
     ("drug_classes.csv", f"mystery,Mystery,aggravator,moderate,loud,,N06AB,{SRC},", "indicator 'loud'"),
     ("drug_classes.csv", f"ssri,Again,aggravator,moderate,warning,,N06AB,{SRC},", "defined twice"),
-    ("routes.csv", f"gel,topical,maybe,{SRC}", "must be yes or no"),
-    ("routes.csv", f"topical,topical,yes,{SRC}", "already defined"),
+    ("routes.csv", f"gel,,topical,maybe,{SRC}", "must be yes or no"),
+    ("routes.csv", f",6064005,topical,yes,{SRC}", "already defined"),
+    ("routes.csv", f"gel,6064005,topical,yes,{SRC}", "exactly one"),
+    ("routes.csv", f",6064006,topical,yes,{SRC}", "Verhoeff"),
+    ("routes.csv", f"patch,,topical,no,{SRC}", "excluded on one row and not on another"),
+    ("routes.csv", f"topical,,topical,yes,{SRC}", "already defined"),
 ]
 
 

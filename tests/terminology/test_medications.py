@@ -191,6 +191,12 @@ def test_route_words(terminology):
     assert not terminology.route_excluded_text("24 HR rotigotine 0.125 MG/HR Transdermal System")
     assert not terminology.route_excluded_text("propranolol 40 MG Oral Tablet")
     assert terminology.route_of_text("sertraline 50 mg") is None
+    sct = "http://snomed.info/sct"
+    assert terminology.route_of_code(sct, "54485002") == ("ophthalmic", True)
+    assert terminology.route_of_code(sct, "6064005") == ("topical", True)
+    assert terminology.route_of_code(sct, "45890007") == ("transdermal", False)  # patches are systemic
+    assert terminology.route_of_code(sct, "26643006") == ("oral", False)
+    assert terminology.route_of_code("http://loinc.org", "6064005") is None
 
 
 def test_objects_are_hashable(terminology):

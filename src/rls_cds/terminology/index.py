@@ -109,7 +109,11 @@ class Terminology:
             self._conditions[(row.system, row.key)].append(row)
         self._conditions = dict(self._conditions)
         self._build_drugs(meds)
-        self._routes = routes or {}
+        routes = routes or {}
+        self._routes = {k: v for k, v in routes.items() if not k.startswith("snomed:")}
+        self._route_codes = {
+            k.removeprefix("snomed:"): v for k, v in routes.items() if k.startswith("snomed:")
+        }
         pattern = "|".join(_term_pattern(t) for t in sorted(self._routes, key=len, reverse=True))
         self._route_re = (
             re.compile(rf"(?<![A-Za-z0-9])(?:{pattern})(?![A-Za-z0-9])", re.IGNORECASE) if pattern else None
@@ -232,6 +236,12 @@ class Terminology:
                 return route
             found = found or route
         return found
+
+    def route_of_code(self, system: str | None, code: str | None) -> tuple[str, bool] | None:
+        """(route, excluded) of a SNOMED CT route code (MedicationRequest.dosageInstruction.route)."""
+        if normalize_system(system) != SNOMED or not code:
+            return None
+        return self._route_codes.get(code.strip())
 
     def route_excluded_text(self, text: str | None) -> bool:
         """True when the text names a topical/ophthalmic/otic product: no systemic exposure, never flag."""

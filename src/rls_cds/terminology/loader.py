@@ -53,7 +53,7 @@ MED_COLUMNS = [
 INGREDIENT_TTYS = ("IN", "PIN", "MIN")
 PRODUCT_TTYS = ("SCDC", "SCD", "SBD", "SBDC", "GPCK", "BPCK", "SCDF", "SBDF", "SCDG", "SBDG")
 MATCHES = ("exact", "prefix", "exclude")
-ROUTE_COLUMNS = ["term", "route", "excluded", "source"]
+ROUTE_COLUMNS = ["term", "snomed", "route", "excluded", "source"]
 
 
 @dataclass(frozen=True)
@@ -491,33 +491,45 @@ def _product(
 
 
 def load_routes(path: Path, text: str, problems: Problems) -> dict[str, tuple[str, bool]]:
-    """Dose-form/route words found in product text -> (route, excluded from flagging)."""
+    """Route words found in product text, and SNOMED CT route codes (keyed 'snomed:<code>'),
+    -> (route, excluded from flagging)."""
     routes: dict[str, tuple[str, bool, int]] = {}
     for row in read_csv(path, text, ROUTE_COLUMNS, problems):
-        ok = _need_source(row, problems)
-        term, route = " ".join(row.get("term").lower().split()), row.get("route")
-        excluded = parse_bool(row.get("excluded"))
-        if not term:
-            problems.add(row.file, row.line, "term is empty")
-            ok = False
+        key = _route_key(row, problems)
+        route, excluded = row.get("route"), parse_bool(row.get("excluded"))
+        ok = _need_source(row, problems) and key is not None
         if not SNAKE.match(route):
             problems.add(row.file, row.line, f"route {route!r} must be snake_case")
             ok = False
         if excluded is None:
             problems.add(row.file, row.line, f"excluded {row.get('excluded')!r} must be yes or no")
             ok = False
-        if term in routes:
-            problems.add(row.file, row.line, f"term {term!r} already defined on line {routes[term][2]}")
+        if ok and key in routes:
+            problems.add(row.file, row.line, f"{key!r} already defined on line {routes[key][2]}")
             ok = False
         if ok:
-            routes[term] = (route, bool(excluded), row.line)
+            routes[key] = (route, bool(excluded), row.line)
     by_route: dict[str, bool] = {}
-    for term, (route, excluded, line) in routes.items():
+    for key, (route, excluded, line) in routes.items():
         if by_route.setdefault(route, excluded) != excluded:
             problems.add(
-                path.name, line, f"route {route!r} is excluded on one row and not on another ({term!r})"
+                path.name, line, f"route {route!r} is excluded on one row and not on another ({key!r})"
             )
-    return {term: (route, excluded) for term, (route, excluded, _) in routes.items()}
+    return {key: (route, excluded) for key, (route, excluded, _) in routes.items()}
+
+
+def _route_key(row: Row, problems: Problems) -> str | None:
+    term, snomed = " ".join(row.get("term").lower().split()), row.get("snomed")
+    if bool(term) == bool(snomed):
+        problems.add(row.file, row.line, "give either a term or a snomed route code (exactly one)")
+        return None
+    if snomed:
+        error = code_syntax_error(SNOMED, snomed)
+        if error:
+            problems.add(row.file, row.line, error)
+            return None
+        return f"snomed:{snomed}"
+    return term
 
 
 def check_product_routes(

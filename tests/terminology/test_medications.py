@@ -163,6 +163,9 @@ def test_unknown_codes(terminology):
         ("chlorphenamine 4 mg", ["chlorpheniramine"]),
         ("Sinemet 25/100", ["levodopa", "carbidopa"]),
         ("sertraline and  trazodone at night", ["sertraline", "trazodone"]),
+        ("2 ML iron-dextran complex 50 MG/ML Injection", ["iron-dextran complex"]),
+        ("Zoloft(sertraline)50mg", ["sertraline"]),
+        ("diphenhydramine\nhydrochloride 25 MG", ["diphenhydramine hydrochloride"]),
     ],
 )
 def test_drug_by_text_finds_names_and_brands(terminology, text, expected):

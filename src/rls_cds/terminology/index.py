@@ -191,16 +191,17 @@ class Terminology:
             code: DrugConcept(code, ATC, " / ".join(i.name for i in ings), tuple(ings), False, "ATC")
             for code, ings in by_atc.items()
         }
-        terms: dict[str, list[DrugIngredient]] = defaultdict(list)
+        terms: dict[tuple[str, ...], list[DrugIngredient]] = defaultdict(list)
         for ing in meds.ingredients:
             for term in (ing.name, *ing.brands):
-                if ing not in terms[term.lower()]:
-                    terms[term.lower()].append(ing)
+                key = _tokens(term)
+                if ing not in terms[key]:
+                    terms[key].append(ing)
         for term, names in meds.synonyms.items():
-            terms[term].extend(by_name[n.lower()] for n in names if by_name[n.lower()] not in terms[term])
-        self._terms = {t: tuple(v) for t, v in terms.items()}
-        alternation = "|".join(_term_pattern(t) for t in sorted(self._terms, key=len, reverse=True))
-        self._text_re = re.compile(rf"(?<![A-Za-z0-9])(?:{alternation})(?![A-Za-z0-9])", re.IGNORECASE)
+            key = _tokens(term)
+            terms[key].extend(by_name[n.lower()] for n in names if by_name[n.lower()] not in terms[key])
+        self._terms = {t: tuple(v) for t, v in terms.items() if t}
+        self._longest_term = max((len(t) for t in self._terms), default=0)
 
     def drug_by_code(self, system: str | None, code: str | None) -> DrugConcept | None:
         s = normalize_system(system)
@@ -213,15 +214,25 @@ class Terminology:
         return None
 
     def drug_by_text(self, text: str | None) -> list[DrugIngredient]:
-        """Ingredients whose generic, brand or synonym name occurs as a whole word in ``text``
-        (lower certainty than a code: callers label such evidence as matched by text)."""
+        """Ingredients whose generic, brand or synonym name occurs as whole words in ``text``
+        (lower certainty than a code: callers label such evidence as matched by text).
+
+        Token lookup, longest name first at each position: "lithium carbonate" before "lithium",
+        "dilithium" never matches "lithium"."""
         if not text:
             return []
+        words = _tokens(text)
         found: list[DrugIngredient] = []
-        for m in self._text_re.finditer(text):
-            for ing in self._terms[_WS.sub(" ", m.group(0).lower())]:
-                if ing not in found:
-                    found.append(ing)
+        i = 0
+        while i < len(words):
+            for n in range(min(self._longest_term, len(words) - i), 0, -1):
+                hit = self._terms.get(words[i : i + n])
+                if hit is not None:
+                    found.extend(ing for ing in hit if ing not in found)
+                    i += n
+                    break
+            else:
+                i += 1
         return found
 
     def route_of_text(self, text: str | None) -> tuple[str, bool] | None:
@@ -256,6 +267,12 @@ class Terminology:
 
 
 _WS = re.compile(r"\s+")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    """Lower-case alphanumeric words: names match on whole words whatever the spacing or punctuation."""
+    return tuple(_WORD.findall(text.lower()))
 
 
 def _term_pattern(term: str) -> str:

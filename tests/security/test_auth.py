@@ -142,8 +142,14 @@ def test_key_rotation_picked_up_by_one_refresh(tmp_path, pv, jwt_keys, secure_en
     from tests.support.cds_server import start_cds_server
     from tests.support.fhir_server import stop_process
 
+    fetched_before = jwt_keys.hits(jwt_keys.jwks_path)
     server = start_cds_server(tmp_path / "rot", env=secure_env_vars, dev=False)
     try:
+        # The key set is fetched at start-up (pre-warm), before any call needs it.
+        deadline = time.monotonic() + 3
+        while jwt_keys.hits(jwt_keys.jwks_path) == fetched_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert jwt_keys.hits(jwt_keys.jwks_path) > fetched_before
         assert call(server, pv["id"], patient_view_body(pv), jwt_keys.mint("ES384")).status_code == 200
         rotated = jwt_keys.new_key("ES384", kid="rotated-new")
         jwt_keys.publish(rotated)

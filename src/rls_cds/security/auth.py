@@ -21,6 +21,7 @@ with the issuer, never the token or key material.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -243,6 +244,15 @@ def _redis_client(settings: Any, store: Any) -> Any:
     return None
 
 
+def _prewarm(verifier: TokenVerifier) -> None:
+    """Fetch the issuers' key sets in the background, so the first hook does not wait for them."""
+    urls = [i.jwks_url for i in verifier.trusted.by_iss.values() if i.jwks_url]
+    if urls:
+        threading.Thread(
+            target=lambda: [verifier.jwks.keys(u) for u in urls], name="jwks-prewarm", daemon=True
+        ).start()
+
+
 def build_authenticator(settings: Any, store: Any = None):
     """The API's authenticator. Raises ``IssuerConfigError`` when the configuration is unusable."""
     trusted = check_startup(settings)
@@ -251,6 +261,7 @@ def build_authenticator(settings: Any, store: Any = None):
     verifier = TokenVerifier(settings, trusted, ReplayCache(client, ttl))
     limiter = RateLimiter(client, int(getattr(settings, "rate_limit_per_minute", 0)))
     dev = bool(settings.dev_mode)
+    _prewarm(verifier)
 
     async def authenticate(request: Any) -> Caller:
         header = request.headers.get("authorization")

@@ -14,16 +14,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import orjson
 
 from rls_cds.core.cards import render_cards
-from rls_cds.core.facts import Facts, extract, resource_refs
+from rls_cds.core.facts import Facts, ReadScope, extract, resource_refs
 from rls_cds.core.resources import flatten
-from rls_cds.core.rules import Context, Evidence, Finding, condition_evidence, run_all
+from rls_cds.core.rules import (
+    ANALYTES_KEPT_OLD,
+    ANALYTES_READ,
+    Context,
+    Evidence,
+    Finding,
+    condition_evidence,
+    run_all,
+)
 from rls_cds.core.validation import validate
 
 __all__ = ["Assessment", "Evidence", "Finding", "evaluate", "render_cards"]
@@ -101,6 +109,13 @@ def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
     return h.hexdigest()[:32]
 
 
+def _read_scope(terminology: Any, now: datetime) -> ReadScope:
+    """Labs older than the longest look-back window of any cause cannot matter: skip them early."""
+    days = [int(d) for c in terminology.causes.values() for d in (c.lookback_days or {}).values()]
+    horizon = now - timedelta(days=max(days, default=3650) + 1)
+    return ReadScope(analytes=ANALYTES_READ, horizon=horizon, keep_old=ANALYTES_KEPT_OLD)
+
+
 def _evidence_refs(findings: list[Finding], rls: list[Any]) -> set[str]:
     refs = {e.resource for f in findings for e in f.evidence}
     refs.update(c.ref for c in rls)
@@ -144,8 +159,9 @@ def evaluate(
         for ref, res in resource_refs(record, drafts):
             check(ref, res)
 
+    scope = _read_scope(terminology, now)
     for _ in range(_MAX_PASSES):
-        facts = extract(record, drafts, terminology, frozenset(skip))
+        facts = extract(record, drafts, terminology, frozenset(skip), scope)
         ctx = Context(facts=facts, now=now, t=terminology, missing=missing_kinds)
         findings = run_all(ctx)
         rls = facts.by_cause("rls")

@@ -37,15 +37,6 @@ COUNTED_INTENT = frozenset(
     {"order", "original-order", "reflex-order", "filler-order", "instance-order", "plan"}
 )
 
-# RxNorm dose-form words (and SNOMED route codes) of products with no relevant systemic exposure:
-# topical diphenhydramine, ophthalmic timolol, topical minoxidil must not be flagged
-# (rls-clinical.md §1 "Route"). Used only when the product itself is not in the tables (which
-# carry their own route flag).
-_LOCAL_FORM = re.compile(
-    r"\b(topical|ophthalmic|otic|cutaneous|cream|ointment|lotion|shampoo|eye drops?|ear drops?)\b", re.I
-)
-_LOCAL_ROUTE_CODES = frozenset({"6064005", "54485002", "10547007", "45890007", "359540000"})
-
 _NUMBER = re.compile(r"^\s*(<=|>=|<|>)?\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
@@ -146,6 +137,28 @@ class ProcedureFact:
 SURGICAL_CATEGORY = "387713003"  # SNOMED CT "Surgical procedure" (Procedure.category)
 
 
+@dataclass(frozen=True)
+class ReadScope:
+    """What the rules can use: the analytes they read, and the oldest date any look-back window
+    reaches (older labs are not converted at all; ``keep_old`` analytes are kept to say "stale")."""
+
+    analytes: frozenset[str] = frozenset()
+    horizon: datetime | None = None
+    keep_old: frozenset[str] = frozenset()
+
+    def __post_init__(self):
+        if not self.analytes:
+            object.__setattr__(self, "analytes", ALL_ANALYTES)
+
+
+class _All(frozenset):
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+ALL_ANALYTES = _All()
+
+
 @dataclass
 class Facts:
     conditions: list[ConditionFact] = field(default_factory=list)
@@ -216,7 +229,7 @@ def _condition(res: dict, ref: str, t: Any, facts: Facts) -> None:
 # --- observations --------------------------------------------------------------------------------
 
 
-def _observation(res: dict, ref: str, t: Any, facts: Facts) -> None:
+def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) -> None:
     lab_def = coding = None
     for c in _codings(res.get("code")):
         system, code = c.get("system"), c.get("code")
@@ -225,9 +238,8 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts) -> None:
             if lab_def is not None:
                 coding = c
                 break
-    if lab_def is None:
-        # Smoking status and similar answers: the coded value carries the meaning.
-        return
+    if lab_def is None or lab_def.analyte not in scope.analytes:
+        return  # not a lab any rule reads (hemoglobin, MCV, creatinine are context only)
     status = res.get("status")
     if status not in FINAL_OBSERVATION and status not in PENDING_OBSERVATION:
         return  # cancelled, entered-in-error, unknown: never evidence
@@ -242,6 +254,9 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts) -> None:
         or parse_date(res.get("effectiveInstant"))
         or parse_date(res.get("issued"))
     )
+    too_old = scope.horizon is not None and date is not None and date < scope.horizon
+    if too_old and analyte not in scope.keep_old:
+        return  # older than every look-back window: no rule can use it
     interp = (
         frozenset(
             c.get("code")
@@ -364,21 +379,33 @@ def _end_date(res: dict) -> datetime | None:
     return None
 
 
-def _locally_applied(res: dict, medication: dict | None, text: str) -> bool:
-    if _LOCAL_FORM.search(text):
-        return True
+def _locally_applied(res: dict, medication: dict | None, text: str, t: Any) -> bool:
+    """Topical / ophthalmic / otic products have no relevant systemic exposure (rls-clinical.md §1
+    "Route"): judged from the route words and SNOMED route codes of terminology/routes.csv, read from
+    the product text, ``dosageInstruction.route`` and ``Medication.form``. Used only when the product
+    itself is not in the tables (table products carry their own route flag)."""
+    by_text = getattr(t, "route_of_text", None)
+    by_code = getattr(t, "route_of_code", None)
+    if by_text is None or by_code is None:
+        return False
+    texts = [text]
+    codings = []
     for dosage in res.get("dosageInstruction") or []:
-        if isinstance(dosage, dict) and any(
-            c.get("code") in _LOCAL_ROUTE_CODES for c in _codings(dosage.get("route"))
-        ):
+        if isinstance(dosage, dict):
+            codings += _codings(dosage.get("route"))
+            texts.append(
+                str((dosage.get("route") or {}).get("text") or "")
+                if isinstance(dosage.get("route"), dict)
+                else ""
+            )
+    if medication is not None and isinstance(medication.get("form"), dict):
+        codings += _codings(medication["form"])
+        texts.append(str(medication["form"].get("text") or ""))
+    for c in codings:
+        route = by_code(c.get("system"), c.get("code")) if isinstance(c.get("code"), str) else None
+        if route is not None and route[1]:
             return True
-    if medication is not None:
-        form = medication.get("form")
-        if any(c.get("code") in _LOCAL_ROUTE_CODES for c in _codings(form)):
-            return True
-        if isinstance(form, dict) and _LOCAL_FORM.search(str(form.get("text") or "")):
-            return True
-    return False
+    return any((by_text(x) or ("", False))[1] for x in texts if x)
 
 
 def _match_drug(concept: Any, medication: dict | None, t: Any):
@@ -444,7 +471,7 @@ def _medication_request(
     else:
         ingredients, certainty, coding, route_excluded = matched
     if route_excluded is None:
-        route_excluded = _locally_applied(res, medication, text)
+        route_excluded = _locally_applied(res, medication, text, t)
     facts.meds.append(
         MedFact(
             ref=ref,
@@ -519,12 +546,19 @@ def resource_refs(resources: list[dict], drafts: list[dict]):
                 yield f"{prefix}{res.get('resourceType')}/#{i}", res
 
 
-def extract(resources: list[dict], drafts: list[dict], t: Any, skip: frozenset[str] = frozenset()) -> Facts:
+def extract(
+    resources: list[dict],
+    drafts: list[dict],
+    t: Any,
+    skip: frozenset[str] = frozenset(),
+    scope: ReadScope | None = None,
+) -> Facts:
     """Facts from the record (``resources``) and the draft orders being decided (``drafts``).
 
     ``skip`` holds refs of resources that failed validation: they contribute nothing.
     """
     facts = Facts()
+    scope = scope or ReadScope()
     medications = _medication_index(resources) | _medication_index(drafts)
     draft_refs: set[str] = set()
     n_drafts = sum(1 for d in drafts if isinstance(d, dict))
@@ -537,7 +571,7 @@ def extract(resources: list[dict], drafts: list[dict], t: Any, skip: frozenset[s
             if rtype == "Condition":
                 _condition(res, ref, t, facts)
             elif rtype == "Observation":
-                _observation(res, ref, t, facts)
+                _observation(res, ref, t, facts, scope)
             elif rtype == "MedicationRequest":
                 if not draft and ref in draft_refs:
                     continue  # the same order also in the record: it is being decided

@@ -50,6 +50,31 @@ class Finding(msgspec.Struct, kw_only=True):
     reference_url: str = ""
 
 
+# Every analyte some rule below reads; other labs (hemoglobin, MCV, creatinine, BUN) are context only
+# and are not even converted. Keep in step with the rules (tests/core check each analyte is used).
+ANALYTES_READ = frozenset(
+    {
+        "ferritin",
+        "tsat",
+        "iron",
+        "tibc",
+        "egfr",
+        "hba1c",
+        "glucose",
+        "magnesium",
+        "b12",
+        "mma",
+        "hcg",
+        "hcg_presence",
+        "gestational_age_weeks",
+        "gestational_age_days",
+        "smoking_status",
+        "audit_c",
+    }
+)
+# Kept even when older than every window: "last ferritin/TSAT was on <date>" in iron_studies_missing.
+ANALYTES_KEPT_OLD = frozenset({"ferritin", "tsat"})
+
 STRENGTH_ORDER = {"strong": 0, "moderate": 1, "weak": 2, "informational": 3, "insufficient": 4, "none": 5}
 
 

@@ -92,6 +92,11 @@ APPENDED = [
     ),
     ("medications.csv", f"12AB,IN,mysterium,,aggravator,ssri,,,,,,,,,,{SRC},", "malformed RxNorm"),
     ("medications.csv", f"999009,IN,mysterium,,aggravator,ssri,,,,,N06AB9,,,,,{SRC},", "malformed ATC"),
+    (
+        "medications.csv",
+        f"999010,IN,gabapentin xr,,aggravator,gabapentinoid,,,,,,,,,,{SRC},",
+        "contradicts class",
+    ),
     ("drug_classes.csv", f"mystery,Mystery,aggravator,moderate,loud,,N06AB,{SRC},", "indicator 'loud'"),
     ("drug_classes.csv", f"ssri,Again,aggravator,moderate,warning,,N06AB,{SRC},", "defined twice"),
     ("routes.csv", f"gel,,topical,maybe,{SRC}", "must be yes or no"),

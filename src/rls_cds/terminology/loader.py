@@ -410,6 +410,13 @@ def _ingredient(row: Row, classes: dict[str, DrugClass], problems: Problems) -> 
         row, "strength", DRUG_STRENGTHS, problems, optional=True
     )
     ok &= _vocab(row, "indicator", INDICATORS, problems, optional=True)
+    if row.get("role") in ROLES and row.get("role") != cls.role:
+        # The safety rules live in the classes (gabapentinoids are treatments, bupropion the alternative):
+        # an ingredient row cannot quietly turn a treatment into an aggravator.
+        problems.add(
+            row.file, row.line, f"role {row.get('role')!r} contradicts class {cls.id!r} ({cls.role!r})"
+        )
+        ok = False
     withdrawal = parse_bool(row.get("withdrawal"))
     if withdrawal is None:
         problems.add(row.file, row.line, f"withdrawal {row.get('withdrawal')!r} must be yes or no")

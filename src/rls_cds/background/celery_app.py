@@ -53,6 +53,7 @@ def configure(app: Celery, settings=None) -> Celery:
         broker_url=url,
         result_backend=url,
         broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,  # publishing from the API must not hang on a vanished Redis
         # Redis: redelivery of a dead worker's unacknowledged tasks; short socket timeouts so a
         # vanished Redis is noticed (and reconnected to) quickly.
         broker_transport_options={

@@ -52,6 +52,8 @@ def enqueue_reevaluation(
     if coalesce and not store.claim_trigger(tenant, patient_id, settings.trigger_coalesce_seconds):
         log.info("re-evaluation coalesced", extra={"patient": pkey, "reason": reason})
         return Queued(pkey, False)
+    if not coalesce:
+        store.redis.ping()  # fail in milliseconds (short socket timeout), not in the broker's seconds
     try:
         result = app.send_task(
             TASK_NAME,

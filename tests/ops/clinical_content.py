@@ -67,10 +67,11 @@ class Tables:
         )
 
     def analyte_in(self, name: str) -> str | None:
-        for analyte in sorted(self.analytes, key=len, reverse=True):
-            if name == analyte or name.startswith(analyte + "_") or f"_{analyte}_" in f"_{name}":
+        ordered = sorted(self.analytes, key=lambda a: (-len(a), a))  # deterministic: longest, then name
+        for analyte in ordered:  # the name's own prefix first (tsat_iron_not_indicated is about TSAT)
+            if name == analyte or name.startswith(analyte + "_"):
                 return analyte
-        return None
+        return next((a for a in ordered if f"_{a}_" in f"_{name}"), None)
 
     def cause_analytes(self, cause_id: str, cause: dict) -> list[str]:
         found = {k for k in (cause.get("lookback_days") or {}) if k in self.analytes}
@@ -177,6 +178,11 @@ def _medications(t: Tables, cause_id: str) -> tuple[list[str], list[str]]:
     return out, sources
 
 
+def _rationale(detail: str | None) -> str:
+    text = re.sub(r"\*\*Evidence:\*\*\s*\{evidence\}", "", detail or "")
+    return _cell(" ".join(text.split())) or "—"
+
+
 def _cause_section(t: Tables, cause_id: str, cause: dict) -> list[str]:
     strengths = cause.get("qualifier_strength") or {}
     by_qualifier = ", ".join(f"{q}: {s}" for q, s in strengths.items())
@@ -186,8 +192,7 @@ def _cause_section(t: Tables, cause_id: str, cause: dict) -> list[str]:
         f"- **Strength of evidence:** {cause['strength']}"
         + (f" (by qualifier: {by_qualifier})" if by_qualifier else ""),
         f"- **Actionable** (card indicator `warning`): {'yes' if cause.get('actionable') else 'no (`info`)'}",
-        f"- **Card summary template:** `{_cell(cause.get('summary'))}`",
-        f"- **Proposed action:** {_cell(cause.get('action'))}",
+        f"- **Rationale** (causes.yaml): {_rationale(cause.get('detail'))}",
         f"- **Card source:** [{_cell(cause.get('reference_label'))}]({cause.get('reference_url')})",
         f"- **Clinical source:** {_cell(cause.get('source'))}",
     ]

@@ -59,9 +59,11 @@ def test_map_keeps_only_what_rules_read_grouped_by_patient(tmp_path, terminology
         assert stats["resources"] == counts[kind]
         assert stats["bad_lines"] == 0
         kept += stats["kept"]
-        for items in parts.values():
-            for res in items:
-                by_patient.setdefault(thin.patient_key(res), []).append(res)
+        for p, patients in parts.items():
+            for key, items in patients.items():
+                assert work.partition_of(key, 3) == p
+                assert all(thin.patient_key(r) == key for r in items)
+                by_patient.setdefault(key, []).extend(items)
     assert len(by_patient) == 40  # every patient (Patients are always kept)
     assert all(key.startswith("Patient/synth-7-") for key in by_patient)
     # Everyday drugs and problems are dropped after decoding: strictly less is kept than read.

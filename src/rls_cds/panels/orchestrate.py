@@ -28,8 +28,9 @@ log = logging.getLogger("rls_cds.panels")
 
 def create_panel_run(client, panel: Panel, since: str | None = None) -> RunState:
     state = RunState(client, new_run_id(panel.id))
+    previous = None
     if since is None and panel.incremental and panel.strategy == "bulk":
-        since = last_transaction_time(client, panel.id)
+        previous, since = last_success(client, panel.id)
     meta = {
         "panel": panel.id,
         "panel_config": {k: v for k, v in asdict(panel).items() if k != "extra"},
@@ -39,6 +40,9 @@ def create_panel_run(client, panel: Panel, since: str | None = None) -> RunState
         "created_at": time.time(),
         "now": datetime.now(UTC).isoformat(),
         "since": since,
+        # Incremental: the export holds changes only; unchanged members keep `previous_run`'s results.
+        "incremental": previous is not None,
+        "previous_run": previous,
         "partitions": 0,
         "has_members": False,
     }
@@ -46,13 +50,13 @@ def create_panel_run(client, panel: Panel, since: str | None = None) -> RunState
     return state
 
 
-def last_transaction_time(client, panel_id: str) -> str | None:
-    """The export time of the panel's latest successful run: the next incremental run's _since."""
+def last_success(client, panel_id: str) -> tuple[str | None, str | None]:
+    """(run id, export time) of the panel's latest successful run: the next incremental run's _since."""
     for rid in runs_of(client, panel_id, 100):
         meta = RunState(client, rid).meta()
         if meta.get("status") == "succeeded" and meta.get("transaction_time"):
-            return meta["transaction_time"]
-    return None
+            return rid, meta["transaction_time"]
+    return None, None
 
 
 def _chunks_units(members: list[str], per_task: int) -> tuple[int, dict[int, list[str]]]:

@@ -17,6 +17,7 @@ class Relevance:
         self.t = terminology
         self._cond: dict[tuple, bool] = {}
         self._lab: dict[tuple, bool] = {}
+        self.lab_cache = self._lab  # read directly by the map's hot loop
         self._drug: dict[tuple, bool] = {}
         self._text: dict[str, bool] = {}
 
@@ -29,7 +30,7 @@ class Relevance:
             self._cond[key] = hit
         return hit
 
-    def _lab_code(self, system: str | None, code: str | None) -> bool:
+    def lab_code(self, system: str | None, code: str | None) -> bool:
         key = (system, code)
         hit = self._lab.get(key)
         if hit is None:
@@ -60,7 +61,7 @@ class Relevance:
         return code is not None and any(self._condition_code(c.system, c.code) for c in code.coding)
 
     def observation(self, res: thin.Observation) -> bool:
-        return res.code is not None and any(self._lab_code(c.system, c.code) for c in res.code.coding)
+        return res.code is not None and any(self.lab_code(c.system, c.code) for c in res.code.coding)
 
     def concept(self, concept: thin.Concept | None) -> bool:
         """A drug concept: by code; by text (or coding display) only when no code is known."""

@@ -32,6 +32,7 @@ def merge_results(results: dict[str, dict]) -> dict:
         "actionable_patients": {},
         "outside_panel": 0,
         "warnings": 0,
+        "unchanged": 0,
     }
     for uid in sorted(results):
         r = results[uid]
@@ -40,6 +41,7 @@ def merge_results(results: dict[str, dict]) -> dict:
         out["errors"].extend(r["errors"])
         out["outside_panel"] += r.get("outside_panel", 0)
         out["warnings"] += r.get("warnings", 0)
+        out["unchanged"] += r.get("unchanged", 0)
         for name in ("cause_patients", "actionable_patients"):
             for cause, n in r[name].items():
                 out[name][cause] = out[name].get(cause, 0) + n
@@ -76,7 +78,7 @@ def mark_new(worklist: list[dict], previous: dict[str, set[str]]) -> int:
 
 def decide_status(expected: int | None, merged: dict, run_errors: list[str], bad_lines: int = 0) -> str:
     """A line that could not be read may have held any patient's data: not a full success either."""
-    accounted = merged["assessed"] + len(merged["errors"])
+    accounted = merged["assessed"] + merged["unchanged"] + len(merged["errors"])
     if run_errors or merged["errors"] or bad_lines:
         return "completed_with_errors"
     if expected is not None and accounted != expected:
@@ -101,10 +103,9 @@ def build_report(state: RunState, reports_dir: Path) -> dict:
     prev_id, previous = previous_worklist(state, meta["panel"])
     new_count = mark_new(merged["worklist"], previous)
     status = decide_status(expected, merged, run_errors, bad_lines)
-    if expected is not None and merged["assessed"] + len(merged["errors"]) != expected:
-        run_errors.append(
-            f"{expected - merged['assessed'] - len(merged['errors'])} expected patients unaccounted for"
-        )
+    accounted = merged["assessed"] + merged["unchanged"] + len(merged["errors"])
+    if expected is not None and accounted != expected:
+        run_errors.append(f"{expected - accounted} expected patients unaccounted for")
     report = {
         "run": state.run_id,
         "panel": meta["panel"],
@@ -117,6 +118,7 @@ def build_report(state: RunState, reports_dir: Path) -> dict:
         "counts": {
             "patients_assessed": merged["assessed"],
             "patients_in_error": len(merged["errors"]),
+            "patients_unchanged": merged["unchanged"],
             "patients_expected": expected,
             "worklist": len(merged["worklist"]),
             "new_since_previous": new_count,

@@ -131,14 +131,14 @@ def run_map(state: RunState, cid: str, ctx: Context, open_remote=None) -> dict:
     return stats
 
 
-def run_reduce(state: RunState, uid: str, ctx: Context, on_patient=None, search=None) -> dict:
+def run_reduce(state: RunState, uid: str, ctx: Context, on_patient=None, search=None, refetch=None) -> dict:
     unit = state.unit(uid)
     if unit is None:
         raise KeyError(f"unknown unit {uid}")
     meta = state.meta()
     evaluator = ctx.evaluator(meta["now"])
     if unit["kind"] == "partition":
-        return reduce_partition(state, int(unit["p"]), evaluator, on_patient)
+        return reduce_partition(state, int(unit["p"]), evaluator, on_patient, refetch)
     if search is None:
         raise RuntimeError("a search unit needs the per-patient search strategy")
     return search(state, uid, unit, meta, evaluator, on_patient)

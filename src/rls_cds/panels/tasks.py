@@ -142,7 +142,13 @@ def reduce_unit(run_id: str, unit_id: str) -> str:
                 st, uid, unit, m, evaluator, sink, session_for, settings.background_fhir_timeout_seconds
             )
 
-        run_reduce(state, unit_id, ctx, on_patient=on_patient, search=by_search)
+        def refetch(pid: str) -> list[dict]:
+            session = session_for(meta["fhir_server"])
+            return search.patient_resources(
+                session, meta["fhir_server"], pid, settings.background_fhir_timeout_seconds
+            )
+
+        run_reduce(state, unit_id, ctx, on_patient=on_patient, search=by_search, refetch=refetch)
     return _advance(state)
 
 

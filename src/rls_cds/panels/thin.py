@@ -2,10 +2,9 @@
 
 Bulk NDJSON is far larger than what the rules need (DESIGN §1 "Parsing strategy"): decoding straight
 from bytes into these msgspec Structs skips every other field at C speed. A resource kept for
-evaluation is turned back into a (small) FHIR-shaped dict with ``to_resource`` and handed to the
-clinical core exactly like a hook's resources, so a patient gets the same answer on every path.
-
-The same Structs are the compact form in which chunk results travel between workers (msgpack).
+evaluation travels between workers as msgpack of these Structs (tag included), which an untyped
+decode turns back into small FHIR-shaped dicts for the clinical core, exactly like a hook's
+resources, so a patient gets the same answer on every path.
 """
 
 from __future__ import annotations
@@ -139,8 +138,6 @@ KINDS = ("Patient", "Condition", "Observation", "MedicationRequest", "Medication
 BLOCK_DECODER = msgspec.json.Decoder(list[Resource])
 LINE_DECODER = msgspec.json.Decoder(Resource)
 PACK_ENCODER = msgspec.msgpack.Encoder()
-PACK_DECODER = msgspec.msgpack.Decoder(list[Resource])
-MED_DECODER = msgspec.msgpack.Decoder(Medication)
 
 
 def patient_key(res: Resource) -> str | None:
@@ -157,8 +154,3 @@ def patient_key(res: Resource) -> str | None:
     # Absolute references (https://ehr/fhir/Patient/123) name the same patient.
     idx = ref.rfind("/Patient/")
     return ref[idx + 1 :] if idx >= 0 else None
-
-
-def to_resource(res: Resource) -> dict:
-    """The thin struct as a FHIR-shaped dict (resourceType included), for the clinical core."""
-    return msgspec.to_builtins(res)

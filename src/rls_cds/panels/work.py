@@ -45,14 +45,19 @@ def map_lines(
     relevance: Relevance,
     partitions: int,
     locate: Callable[[int], int] = lambda loc: loc,
-) -> tuple[dict[int, list], dict[str, thin.Medication], dict]:
-    """(parts, medications, stats) for the lines of one chunk. ``locate`` turns a line's position
-    into its 1-based line number (called only for bad lines)."""
+) -> tuple[dict[int, dict[str, list]], dict[str, thin.Medication], dict]:
+    """(parts, medications, stats) for one chunk's lines; parts: partition -> patient key -> thin
+    resources. ``locate`` turns a line's position into its 1-based line number (bad lines only)."""
     decode = thin.LINE_DECODER.decode
     keep = relevance.keep
+    lab_code = relevance.lab_code
+    lab_cache = relevance.lab_cache
     key_of = thin.patient_key
     crc = zlib.crc32
-    parts: dict[int, list] = {}
+    observation = thin.Observation
+    # (partition, patient key) of each subject reference seen in this chunk (a patient has many resources).
+    place_of_ref: dict[str, tuple[int, str]] = {}
+    parts: dict[int, dict[str, list]] = {}
     meds: dict[str, thin.Medication] = {}
     resources = kept = other = unlinked = 0
     errors: list[dict] = []
@@ -74,24 +79,48 @@ def map_lines(
                 errors.append({"line": locate(loc), "reason": f"malformed JSON: {exc}"})
             continue
         resources += 1
-        wanted = keep(res)
-        if wanted is False:
-            continue
-        if type(res) is thin.Medication:
-            if res.id:
-                meds[res.id] = res
-            continue
-        key = key_of(res)
-        if key is None:
-            unlinked += 1
-            continue
-        kept += 1
-        p = crc(key.encode()) % partitions
-        bucket = parts.get(p)
-        if bucket is None:
-            parts[p] = [res]
+        if type(res) is observation:
+            # The hot path (most of an export): inline memoised lookup of the LOINC codes.
+            code = res.code
+            if code is None:
+                continue
+            for c in code.coding:
+                hit = lab_cache.get((c.system, c.code))
+                if hit is None:
+                    hit = lab_code(c.system, c.code)
+                if hit:
+                    break
+            else:
+                continue
         else:
-            bucket.append(res)
+            wanted = keep(res)
+            if wanted is False:
+                continue
+            if type(res) is thin.Medication:
+                if res.id:
+                    meds[res.id] = res
+                continue
+        ref = res.subject.reference if type(res) is not thin.Patient and res.subject is not None else None
+        where = place_of_ref.get(ref) if ref is not None else None
+        if where is None:
+            key = key_of(res)
+            if key is None:
+                unlinked += 1
+                continue
+            where = (crc(key.encode()) % partitions, key)
+            if ref is not None:
+                place_of_ref[ref] = where
+        kept += 1
+        p, key = where
+        by_patient = parts.get(p)
+        if by_patient is None:
+            parts[p] = {key: [res]}
+        else:
+            items = by_patient.get(key)
+            if items is None:
+                by_patient[key] = [res]
+            else:
+                items.append(res)
     stats = {
         "resources": resources,
         "kept": kept,
@@ -103,7 +132,7 @@ def map_lines(
     return parts, meds, stats
 
 
-def save_map(state: RunState, cid: str, parts: dict[int, list], meds: dict, stats: dict) -> None:
+def save_map(state: RunState, cid: str, parts: dict[int, dict], meds: dict, stats: dict) -> None:
     enc = thin.PACK_ENCODER.encode
     state.save_map_output(
         cid,
@@ -116,27 +145,30 @@ def save_map(state: RunState, cid: str, parts: dict[int, list], meds: dict, stat
 # --- reduce ------------------------------------------------------------------------------------
 
 
-def _external_med_ref(res: thin.Resource) -> str | None:
-    if type(res) is not thin.MedicationRequest or res.medicationReference is None:
+def _external_med_ref(res: dict) -> str | None:
+    """'Medication/<id>' a MedicationRequest dict points at outside itself (None: coded or contained)."""
+    ref = res.get("medicationReference")
+    if ref is None or res.get("resourceType") != "MedicationRequest":
         return None
-    ref = res.medicationReference.reference or ""
+    ref = ref.get("reference") or ""
     if ref.startswith("Medication/"):
         return ref[len("Medication/") :]
     idx = ref.rfind("/Medication/")
     return ref[idx + len("/Medication/") :] if idx >= 0 else None
 
 
-def group_partition(blobs: Iterable[bytes]) -> dict[str, list]:
-    by_patient: dict[str, list] = {}
-    key_of = thin.patient_key
+def group_partition(blobs: Iterable[bytes]) -> dict[str, list[dict]]:
+    """Merge the chunks' {patient key: [resources]} of one partition. Thin Structs were encoded with
+    their tag, so an untyped msgpack decode gives FHIR-shaped dicts (resourceType included) directly."""
+    by_patient: dict[str, list[dict]] = {}
+    decode = msgspec.msgpack.decode
     for blob in blobs:
-        for res in thin.PACK_DECODER.decode(blob):
-            key = key_of(res)
-            items = by_patient.get(key)
-            if items is None:
-                by_patient[key] = [res]
+        for key, items in decode(blob).items():
+            mine = by_patient.get(key)
+            if mine is None:
+                by_patient[key] = items
             else:
-                items.append(res)
+                mine.extend(items)
     return by_patient
 
 
@@ -145,51 +177,90 @@ def reduce_partition(
     p: int,
     evaluator: Evaluator,
     on_patient: Callable[[str, Any], None] | None = None,
+    refetch: Callable[[str], list[dict]] | None = None,
 ) -> dict:
-    """Evaluate every patient of partition p; returns the unit result (also saved in the state)."""
+    """Evaluate every patient of partition p; returns the unit result (also saved in the state).
+
+    Incremental runs (an export with ``_since``) hold only what changed: each member with a change
+    is re-read in full (``refetch``, per-patient searches) and evaluated; the others keep their
+    previous run's worklist entries and count as ``unchanged``."""
     t0 = time.perf_counter()
+    meta = state.meta()
     failed_kinds = frozenset(s.get("kind") or "ndjson" for s in state.mapstats() if s.get("failed"))
     by_patient = group_partition(state.part_blobs(p))
     members = state.members(p)
-    wanted_meds = {m for items in by_patient.values() for r in items if (m := _external_med_ref(r))}
-    meds = {mid: thin.MED_DECODER.decode(raw) for mid, raw in state.meds(wanted_meds).items()}
     result = new_result(f"p{p}")
-    for key, items in sorted(by_patient.items()):
-        if members is not None and key not in members:
-            result["outside_panel"] += 1  # resources of patients not in the Group: not ours to report
-            continue
-        pid = key.split("/", 1)[1]
-        if not any(type(r) is thin.Patient for r in items):
-            if members is not None:
-                continue  # handled below as "no Patient resource in the export"
-            result["warnings"] += 1  # facts for a patient whose Patient resource is not in the files
-        if failed_kinds:
-            add_error(result, pid, "incomplete export: could not read " + ", ".join(sorted(failed_kinds)))
-            continue
-        evaluate_patient(result, pid, _resources_for(items, meds), evaluator, on_patient)
-    if members is not None:
-        present = {k for k, items in by_patient.items() if any(type(r) is thin.Patient for r in items)}
-        for key in sorted(members - present):
-            add_error(result, key.split("/", 1)[1], "no Patient resource for this member in the export")
+    if meta.get("incremental") and members is not None and refetch is not None:
+        _reduce_incremental(state, meta, result, by_patient, members, evaluator, on_patient, refetch)
+    else:
+        _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on_patient)
     result["seconds"] = round(time.perf_counter() - t0, 4)
     state.save_result(f"p{p}", result)
     return result
 
 
-def _resources_for(items: list, meds: dict[str, thin.Medication]) -> list[dict]:
+def _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on_patient) -> None:
+    wanted_meds = {m for items in by_patient.values() for r in items if (m := _external_med_ref(r))}
+    meds = {mid: msgspec.msgpack.decode(raw) for mid, raw in state.meds(wanted_meds).items()}
+    present: set[str] = set()
+    for key, items in sorted(by_patient.items()):
+        if members is not None and key not in members:
+            result["outside_panel"] += 1  # resources of patients not in the Group: not ours to report
+            continue
+        pid = key.split("/", 1)[1]
+        if any(r.get("resourceType") == "Patient" for r in items):
+            present.add(key)
+        elif members is not None:
+            continue  # reported below: no Patient resource for this member
+        else:
+            result["warnings"] += 1  # facts for a patient whose Patient resource is not in the files
+        if failed_kinds:
+            add_error(result, pid, "incomplete export: could not read " + ", ".join(sorted(failed_kinds)))
+            continue
+        evaluate_patient(result, pid, _with_medications(items, meds), evaluator, on_patient)
+    if members is not None:
+        for key in sorted(members - present):
+            add_error(result, key.split("/", 1)[1], "no Patient resource for this member in the export")
+
+
+def _reduce_incremental(state, meta, result, by_patient, members, evaluator, on_patient, refetch) -> None:
+    touched = sorted(k for k in by_patient if k in members)
+    result["outside_panel"] += sum(1 for k in by_patient if k not in members)
+    for key in touched:
+        pid = key.split("/", 1)[1]
+        try:
+            resources = refetch(pid)
+        except Exception as exc:  # noqa: BLE001 - reported per patient (reason has no URL or token)
+            add_error(result, pid, getattr(exc, "reason", None) or f"re-read failed ({type(exc).__name__})")
+            continue
+        evaluate_patient(result, pid, resources, evaluator, on_patient)
+    carried = members - set(touched)
+    result["unchanged"] = len(carried)
+    previous = RunState(state.r, meta["previous_run"]).report() if meta.get("previous_run") else None
+    for row in (previous or {}).get("worklist") or []:
+        if f"Patient/{row['patient']}" in carried:
+            result["worklist"].append(
+                {"patient": row["patient"], "findings": row["findings"], "carried": True}
+            )
+            for cause in {f["cause"] for f in row["findings"]}:
+                result["actionable_patients"][cause] = result["actionable_patients"].get(cause, 0) + 1
+
+
+def _with_medications(items: list[dict], meds: dict[str, dict]) -> list[dict]:
+    """The patient's resources plus the Medications their orders reference; orders whose Medication
+    is not a drug any rule knows (not kept by the map) are dropped: nothing to say about them."""
     out: list[dict] = []
     added: set[str] = set()
-    to_res = thin.to_resource
     for res in items:
         mid = _external_med_ref(res)
         if mid is not None:
             med = meds.get(mid)
             if med is None:
-                continue  # the Medication is not a drug any rule knows (or is absent): nothing to say
+                continue
             if mid not in added:
                 added.add(mid)
-                out.append(to_res(med))
-        out.append(to_res(res))
+                out.append(med)
+        out.append(res)
     return out
 
 
@@ -203,6 +274,7 @@ def new_result(uid: str) -> dict:
         "actionable_patients": {},
         "outside_panel": 0,
         "warnings": 0,
+        "unchanged": 0,
     }
 
 

@@ -206,10 +206,14 @@ def test_gestational_age_in_days(run):
 
 def test_third_trimester_without_ferritin_in_pregnancy_is_actionable(run):
     z3a = F.condition(F.ICD10, "Z3A.30", "30 weeks gestation of pregnancy", onset_days=7)
-    no_ferritin = [F.patient(), F.rls(), z3a]
-    f = finding(run(no_ferritin), "pregnancy")
+    # Ferritin 250 days ago: inside 12 months (no iron-studies card) but before this pregnancy began.
+    before = [F.patient(), F.rls(), z3a, F.ferritin(60, days=250), F.tsat(25, days=250)]
+    f = finding(run(before), "pregnancy")
     assert f.actionable and "check ferritin" in f.action.lower()
     assert not finding(run(rls_patient(z3a)), "pregnancy").actionable  # ferritin 20 days ago
+    # No ferritin at all: the iron-studies card asks for it; the pregnancy card does not ask twice.
+    a = run([F.patient(), F.rls(), z3a])
+    assert "iron_studies_missing" in causes(a) and not finding(a, "pregnancy").actionable
 
 
 def test_second_trimester_is_a_moderate_note(run):

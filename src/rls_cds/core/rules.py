@@ -880,7 +880,9 @@ def pregnancy(ctx: Context) -> list[Finding]:
             ferritin_since = start is not None and any(
                 x.analyte == "ferritin" and x.date is not None and x.date >= start for x in ctx.facts.labs
             )
-            checked = ferritin_since or "Observation" in ctx.missing
+            # The iron-studies card already asks for ferritin when there is none in 12 months: one ask.
+            covered = bool(iron_studies_missing(ctx))
+            checked = ferritin_since or covered or "Observation" in ctx.missing
             return [
                 make(
                     ctx,

@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         k: round(v / total, 3) for k, v in sorted(by_stage.items(), key=lambda kv: -kv[1])
     }
 
-    print(f"large patient: {results['resources_per_patient']} resources, {results['body_kb']} KB ({args.hook})")
+    n, kb = results["resources_per_patient"], results["body_kb"]
+    print(f"large patient: {n} resources, {kb} KB ({args.hook})")
     for name in ("parse_only", "core_only", "bytes_to_cards"):
         r = results[name]
         print(f"  {name:15} {r['per_second']:>9.1f}/s  mean {r['mean_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")

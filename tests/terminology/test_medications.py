@@ -206,3 +206,17 @@ def test_objects_are_hashable(terminology):
     concept = terminology.drug_by_code(RX, "312941")
     assert len({concept, concept, *concept.ingredients}) == 2
     assert isinstance(concept.ingredients, tuple)
+
+
+def test_vsac_product_codes(terminology):
+    """Product codes taken from VSAC medication value sets map to their tabled ingredients."""
+    olanzapine_fluoxetine = terminology.drug_by_code(RX, "403969")
+    assert {(i.name, i.drug_class) for i in olanzapine_fluoxetine.ingredients} == {
+        ("fluoxetine", "ssri"),
+        ("olanzapine", "atypical_antipsychotic"),
+    }
+    assert [i.name for i in terminology.drug_by_code(RX, "856769").ingredients] == ["amitriptyline"]
+    assert terminology.drug_by_code(RX, "993550").ingredients[0].role == "alternative"  # bupropion HBr
+    assert terminology.drug_by_code(RX, "866412").ingredients[0].drug_class == "beta_blocker"
+    assert terminology.drug_by_code(RX, "859981").route == "sublingual"
+    assert len(terminology.products) > 400

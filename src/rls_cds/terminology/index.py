@@ -104,20 +104,22 @@ class Terminology:
         self.ingredients = meds.ingredients
         self.products = meds.products
         self._units = units
-        self._conditions: dict[tuple[str, str], list[ConditionRow]] = defaultdict(list)
+        # Each row's ConditionMatch is built once: lookups only walk dicts.
+        self._conditions: dict[tuple[str, str], list[tuple[ConditionRow, ConditionMatch]]] = defaultdict(list)
         for row in conditions:
-            self._conditions[(row.system, row.key)].append(row)
+            self._conditions[(row.system, row.key)].append((row, _match(row)))
         self._conditions = dict(self._conditions)
         self._build_drugs(meds)
-        routes = routes or {}
+        self._build_routes(routes or {})
+
+    def _build_routes(self, routes: dict[str, tuple[str, bool]]) -> None:
         self._routes = {k: v for k, v in routes.items() if not k.startswith("snomed:")}
         self._route_codes = {
             k.removeprefix("snomed:"): v for k, v in routes.items() if k.startswith("snomed:")
         }
         pattern = "|".join(_term_pattern(t) for t in sorted(self._routes, key=len, reverse=True))
-        self._route_re = (
-            re.compile(rf"(?<![A-Za-z0-9])(?:{pattern})(?![A-Za-z0-9])", re.IGNORECASE) if pattern else None
-        )
+        boundary = rf"(?<![A-Za-z0-9])(?:{pattern})(?![A-Za-z0-9])"
+        self._route_re = re.compile(boundary, re.IGNORECASE) if pattern else None
 
     # ---- conditions -------------------------------------------------------------------------------------
 
@@ -129,14 +131,14 @@ class Terminology:
             return []
         key = normalize_code(s, code)
         if s == SNOMED:
-            return [_match(r) for r in self._conditions.get((s, key), ()) if r.match != "exclude"]
-        decided: dict[str, ConditionRow] = {}
+            return [cm for row, cm in self._conditions.get((s, key), ()) if row.match != "exclude"]
+        decided: dict[str, tuple[ConditionRow, ConditionMatch]] = {}
         for n in range(len(key), _ICD_MIN - 1, -1):
-            for row in self._conditions.get((s, key[:n]), ()):
+            for row, cm in self._conditions.get((s, key[:n]), ()):
                 if row.cause in decided or (row.match == "exact" and n != len(key)):
                     continue
-                decided[row.cause] = row
-        return [_match(r) for r in decided.values() if r.match != "exclude"]
+                decided[row.cause] = (row, cm)
+        return [cm for row, cm in decided.values() if row.match != "exclude"]
 
     # ---- labs -------------------------------------------------------------------------------------------
 

@@ -154,3 +154,56 @@ def test_no_secret_values_in_the_compose_file():
             if key in secret_like or "SECRET" in key or "PASSWORD" in key:
                 assert value is None or str(value).startswith("${"), f"{name}: {key} has a literal value"
     assert "://:" not in json.dumps(COMPOSE), "a URL with a password"
+
+
+# Service attributes of the Compose Specification used here or commonly (a typo such as `healtcheck`
+# would otherwise be silently ignored by a parser-only test).
+_SERVICE_KEYS = {
+    "build",
+    "command",
+    "container_name",
+    "depends_on",
+    "deploy",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "expose",
+    "healthcheck",
+    "image",
+    "init",
+    "labels",
+    "logging",
+    "networks",
+    "ports",
+    "profiles",
+    "read_only",
+    "restart",
+    "stop_grace_period",
+    "stop_signal",
+    "tmpfs",
+    "ulimits",
+    "user",
+    "volumes",
+    "working_dir",
+}
+_HEALTHCHECK_KEYS = {"test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"}
+_DURATION = r"^\d+(\.\d+)?(us|ms|s|m|h)$"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_service_attributes_are_compose_keys(name):
+    import re
+
+    svc = SERVICES[name]
+    assert set(svc) <= _SERVICE_KEYS, set(svc) - _SERVICE_KEYS
+    check = svc["healthcheck"]
+    assert set(check) <= _HEALTHCHECK_KEYS, set(check) - _HEALTHCHECK_KEYS
+    for key in ("interval", "timeout", "start_period"):
+        if key in check:
+            assert re.match(_DURATION, str(check[key])), f"{name}.healthcheck.{key}={check[key]}"
+    if "stop_grace_period" in svc:
+        assert re.match(_DURATION, str(svc["stop_grace_period"]))
+    assert svc.get("restart", "no") in ("no", "always", "on-failure", "unless-stopped")
+    for dep, cond in (svc.get("depends_on") or {}).items():
+        assert dep in SERVICES
+        assert cond["condition"] in ("service_started", "service_healthy", "service_completed_successfully")

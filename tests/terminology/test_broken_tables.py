@@ -149,6 +149,29 @@ def test_broken_causes_yaml_names_line(tables, old, new, fragment):
     assert line - 3 <= err.line <= line + new.count("\n") + 1, (line, err)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        (
+            "    lookback_days:\n      glucose: 30",
+            "    lookback_days: [30]",
+            "lookback_days must be a mapping",
+        ),
+        (
+            "  hypoglycemia:\n",
+            "  hypoglycemia: 5\n  hypoglycemia_notes:\n",
+            "'hypoglycemia': expected a mapping",
+        ),
+        ("    title: Lyme disease", "    title: 5", "title must be text"),
+        ("  amyloidosis:", "  Amyloid-osis:", "must be snake_case"),
+    ],
+)
+def test_wrong_yaml_shapes_are_reported_not_crashed(tables, old, new, fragment):
+    replace(tables, "causes.yaml", old, new)
+    err = broken(tables)
+    assert err.file == "causes.yaml" and fragment in str(err), err
+
+
 def test_missing_design_cause(tables):
     text = (tables / "causes.yaml").read_text(encoding="utf-8")
     start = text.index("  surgery:\n")

@@ -130,7 +130,10 @@ def _cause(
     for key in (*TEXT_KEYS, *TEMPLATES):
         value = node.get(key)
         if not isinstance(value, str) or not value.strip():
-            problems.add(file, lines.get(key, line), f"cause {cid!r}: {key} is missing or empty")
+            what = (
+                "must be text" if value is not None and not isinstance(value, str) else "is missing or empty"
+            )
+            problems.add(file, lines.get(key, line), f"cause {cid!r}: {key} {what}")
             continue
         text[key] = value.strip()
     for key in TEMPLATES:
@@ -154,7 +157,9 @@ def _cause(
     thresholds = _numbers(file, cid, node, "thresholds", line, problems, integer=False)
     lookback = _numbers(file, cid, node, "lookback_days", line, problems, integer=True)
     qualifier_strength = _qualifier_strength(file, cid, node, line, problems)
-    for key, _, kline in items(node.get("lookback_days") or {"__lines__": {}}):
+    for key, _, kline in items(
+        node.get("lookback_days") if isinstance(node.get("lookback_days"), dict) else {}
+    ):
         if key not in analytes and key not in EXTRA_WINDOWS:
             problems.add(
                 file,

@@ -148,8 +148,8 @@ def wait_for_manifest(
             except (orjson.JSONDecodeError, AttributeError) as exc:
                 raise BulkError("manifest is not valid JSON") from exc
         if resp.status_code in (202, 429):
-            if on_progress is not None and resp.headers.get("X-Progress"):
-                on_progress(resp.headers["X-Progress"][:100])
+            if on_progress is not None:
+                on_progress(resp.headers.get("X-Progress", "")[:100])
             wait = retry_after(resp)
             sleep(min(wait, max(0.0, deadline - time.monotonic())))
             continue

@@ -68,8 +68,9 @@ def _chunks_units(members: list[str], per_task: int) -> tuple[int, dict[int, lis
     return parts, by_part
 
 
-def plan(state: RunState, settings, session_factory: Callable) -> None:
-    """Resolve the panel's patients; for bulk also run the export and cut its files into chunks."""
+def plan(state: RunState, settings, session_factory: Callable, heartbeat: Callable = lambda: None) -> None:
+    """Resolve the panel's patients; for bulk also run the export and cut its files into chunks.
+    ``heartbeat`` is called while waiting for the export (keeps the planner's lease)."""
     meta = state.meta()
     cfg = meta["panel_config"]
     base = meta["fhir_server"]
@@ -83,7 +84,11 @@ def plan(state: RunState, settings, session_factory: Callable) -> None:
         status_url = bulk.kickoff(session, base, cfg["group"], since=meta.get("since"), timeout=timeout)
         state.set_meta(status_url=status_url)
         manifest = bulk.wait_for_manifest(
-            session, status_url, time.monotonic() + settings.panel_export_timeout_seconds, timeout=timeout
+            session,
+            status_url,
+            time.monotonic() + settings.panel_export_timeout_seconds,
+            timeout=timeout,
+            on_progress=lambda _progress: heartbeat(),
         )
         chunks = {}
         for n, f in enumerate(manifest.output):
@@ -129,6 +134,12 @@ def advance(state: RunState, enqueue: Callable[[str, str, str | None], None], le
                 state.mark_queued(phase, todo)
                 for item in todo:
                     enqueue(phase, state.run_id, item)
+        elif phase == "planning":
+            # The planner holds lock:plan (refreshed while it waits for the export); none and an old
+            # run means its worker died: plan again.
+            meta = state.meta()
+            if not state.r.exists(state.k("lock:plan")) and time.time() - meta["created_at"] > lease:
+                enqueue("start", state.run_id, None)
         elif phase == "finalize" and state.claim("finalize", ttl=max(1, int(lease))):
             state.set_meta(status="finalizing")
             enqueue("finalize", state.run_id, None)

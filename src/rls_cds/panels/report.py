@@ -98,6 +98,8 @@ def build_report(state: RunState, reports_dir: Path) -> dict:
     if bad_lines > len(parse_errors):
         run_errors.append(f"{bad_lines - len(parse_errors)} more unreadable lines not listed")
     expected = meta.get("expected_patients")
+    if expected is None and meta.get("strategy") != "ndjson":
+        run_errors.append("the panel's patients were never resolved")
     if expected is None and not meta.get("patients_known", True):
         run_errors.append("the Patient file could not be read: the panel's patients are not all known")
     prev_id, previous = previous_worklist(state, meta["panel"])

@@ -166,12 +166,12 @@ def finalize(state: RunState, reports_dir: Path) -> dict:
 
 
 def next_actions(state: RunState) -> tuple[str, list[str]]:
-    """('map'|'reduce', ids still to do) or ('finalize', []) or ('done', [])."""
+    """('map'|'reduce', ids still to do), ('planning'|'finalize'|'done', [])."""
     meta = state.meta()
     if meta.get("status") in ("succeeded", "completed_with_errors", "failed"):
         return "done", []
-    if meta.get("status") == "exporting":
-        return "export", []
+    if meta.get("status") in ("planning", "exporting"):
+        return "planning", []  # no work items before the plan exists: never finalize an empty plan
     pending = state.pending("map")
     if pending:
         return "map", pending

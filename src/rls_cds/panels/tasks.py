@@ -43,6 +43,8 @@ def _enqueue(kind: str, run_id: str, item: str | None) -> None:
         map_chunk.apply_async(args=[run_id, item], queue="batch")
     elif kind == "reduce":
         reduce_unit.apply_async(args=[run_id, item], queue="batch")
+    elif kind == "start":
+        start_run.apply_async(args=[run_id], queue="batch")
     elif kind == "finalize":
         finalize_run.apply_async(args=[run_id], queue="batch")
 
@@ -64,16 +66,22 @@ def sweep_run(run_id: str) -> str:
 def start_run(run_id: str) -> str:
     ctx = context()
     state = RunState(ctx.redis, run_id)
-    if not state.exists() or state.meta().get("status") != "planning":
+    if not state.exists() or state.meta().get("status") not in ("planning", "exporting"):
         return "skipped"  # redelivered after planning finished
+    lease = max(1, int(ctx.settings.panel_lease_seconds))
+    lock = state.k("lock:plan")
+    if not ctx.redis.set(lock, b"1", nx=True, ex=lease):
+        return "busy"  # another worker is planning this run
     try:
-        orchestrate.plan(state, ctx.settings, session_for)
+        orchestrate.plan(state, ctx.settings, session_for, heartbeat=lambda: ctx.redis.expire(lock, lease))
     except (bulk.BulkError, search.FetchError) as exc:
         orchestrate.fail(state, exc.reason, ctx.settings.reports_dir)
         return "failed"
     except Exception as exc:
         orchestrate.fail(state, f"planning failed ({type(exc).__name__})", ctx.settings.reports_dir)
         raise
+    finally:
+        ctx.redis.delete(lock)
     log.info("panel run planned", extra={"run": run_id, **state.counts()})
     return _advance(state)
 

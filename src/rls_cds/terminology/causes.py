@@ -51,6 +51,7 @@ REQUIRED_THRESHOLDS = {
     "magnesium_deficiency": ("magnesium_low",),
     "b12_deficiency": ("b12_low", "b12_borderline_max", "mma_high"),
     "hypoglycemia": ("glucose_low", "glucose_very_low"),
+    "lifestyle": ("audit_c_min",),
 }
 REQUIRED_LOOKBACK = {
     "iron_deficiency": ("ferritin", "tsat"),
@@ -59,8 +60,10 @@ REQUIRED_LOOKBACK = {
     "diabetes": ("hba1c",),
     "hypoglycemia": ("glucose",),
     "magnesium_deficiency": ("magnesium",),
-    "b12_deficiency": ("b12",),
+    "b12_deficiency": ("b12", "mma"),
     "drug_withdrawal": ("stopped_order",),
+    "pregnancy": ("gestational_age_weeks", "hcg", "pregnancy_condition"),
+    "lifestyle": ("smoking_status", "audit_c"),
 }
 # (cause, lower, upper): lower must be strictly below upper (or equal when the flag says so).
 ORDERED_THRESHOLDS = (

@@ -180,6 +180,48 @@ class Facts:
         return [lab for lab in self.labs if lab.analyte in analytes]
 
 
+class _Memo:
+    """Per-call memo of terminology lookups: a record repeats the same few codes (CBC/BMP panels,
+    refills of one product) hundreds of times. Lives only for one ``extract`` call (no global state)."""
+
+    __slots__ = ("_t", "_cond", "_lab", "_drug", "_text")
+
+    def __init__(self, t: Any):
+        self._t = t
+        self._cond: dict = {}
+        self._lab: dict = {}
+        self._drug: dict = {}
+        self._text: dict = {}
+
+    def condition_matches(self, system: str, code: str):
+        key = (system, code)
+        found = self._cond.get(key)
+        if found is None:
+            found = self._cond[key] = self._t.condition_matches(system, code)
+        return found
+
+    def lab(self, system: str, code: str):
+        key = (system, code)
+        if key not in self._lab:
+            self._lab[key] = self._t.lab(system, code)
+        return self._lab[key]
+
+    def drug_by_code(self, system: str, code: str):
+        key = (system, code)
+        if key not in self._drug:
+            self._drug[key] = self._t.drug_by_code(system, code)
+        return self._drug[key]
+
+    def drug_by_text(self, text: str):
+        found = self._text.get(text)
+        if found is None:
+            found = self._text[text] = self._t.drug_by_text(text)
+        return found
+
+    def __getattr__(self, name: str):  # convert, route_of_text, ... straight through
+        return getattr(self._t, name)
+
+
 # --- conditions ----------------------------------------------------------------------------------
 
 
@@ -229,15 +271,25 @@ def _condition(res: dict, ref: str, t: Any, facts: Facts) -> None:
 # --- observations --------------------------------------------------------------------------------
 
 
+def _lab_coding(concept: Any, t: Any) -> tuple[Any, dict | None]:
+    """First coding of ``concept`` the lab table knows (hot path: one call per Observation)."""
+    if type(concept) is not dict:
+        return None, None
+    codings = concept.get("coding")
+    if type(codings) is not list:
+        return None, None
+    for c in codings:
+        if type(c) is dict:
+            system, code = c.get("system"), c.get("code")
+            if type(system) is str and type(code) is str:
+                lab_def = t.lab(system, code)
+                if lab_def is not None:
+                    return lab_def, c
+    return None, None
+
+
 def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) -> None:
-    lab_def = coding = None
-    for c in _codings(res.get("code")):
-        system, code = c.get("system"), c.get("code")
-        if isinstance(system, str) and isinstance(code, str):
-            lab_def = t.lab(system, code)
-            if lab_def is not None:
-                coding = c
-                break
+    lab_def, coding = _lab_coding(res.get("code"), t)
     if lab_def is None or lab_def.analyte not in scope.analytes:
         return  # not a lab any rule reads (hemoglobin, MCV, creatinine are context only)
     status = res.get("status")
@@ -559,6 +611,7 @@ def extract(
     """
     facts = Facts()
     scope = scope or ReadScope()
+    t = _Memo(t)
     medications = _medication_index(resources) | _medication_index(drafts)
     draft_refs: set[str] = set()
     n_drafts = sum(1 for d in drafts if isinstance(d, dict))

@@ -197,12 +197,29 @@ def med_evidence(m: MedFact, names: list[str], note: str | None = None) -> Evide
     )
 
 
+MAX_EVIDENCE_PER_TYPE = 3  # a card lists the few resources that carry it, not the whole history
+
+
 def dedupe(evidence: list[Evidence]) -> list[Evidence]:
-    seen, out = set(), []
+    """One entry per resource, at most MAX_EVIDENCE_PER_TYPE per resource type (first ones kept:
+    rules list the deciding evidence first); the last kept entry says how many more there were."""
+    seen: set[str] = set()
+    kept: dict[str, list[Evidence]] = {}
+    extra: dict[str, int] = {}
+    out: list[Evidence] = []
     for e in evidence:
-        if e.resource not in seen:
-            seen.add(e.resource)
-            out.append(e)
+        if e.resource in seen:
+            continue
+        seen.add(e.resource)
+        kind = e.resource.split("/", 1)[0]
+        if len(kept.setdefault(kind, [])) >= MAX_EVIDENCE_PER_TYPE:
+            extra[kind] = extra.get(kind, 0) + 1
+            continue
+        kept[kind].append(e)
+        out.append(e)
+    for kind, n in extra.items():
+        last = kept[kind][-1]
+        last.note = "; ".join(x for x in (last.note, f"and {n} more {kind} resource(s)") if x)
     return out
 
 
@@ -336,7 +353,8 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
     f = s.ferritin.value if s.ferritin else None
     tsat = s.tsat_value
     evidence = ([lab_evidence(s.ferritin)] if s.ferritin else []) + s.tsat_evidence()
-    evidence += [condition_evidence(c) for c in diagnoses]
+    if s.ferritin is None and tsat is None:
+        evidence += [condition_evidence(c) for c in diagnoses]  # labs decide when present
     ftxt = f"Ferritin {lab_text(s.ferritin)} ({day(s.ferritin.date)})" if s.ferritin else "No ferritin"
     data = {"ferritin": f, "tsat": tsat, "esrd": bool(s.esrd)}
     ref = "AASM 2024 (Winkelman et al., J Clin Sleep Med 2025;21:137-152, PMID 39324694)"
@@ -560,7 +578,7 @@ def kidney_disease(ctx: Context) -> list[Finding]:
         and any(i.drug_class == "gabapentinoid" for i in m.ingredients)
     ]
     evidence = [condition_evidence(c) for c in esrd + ckd + other]
-    evidence += [lab_evidence(x) for x in run[-3:]]
+    evidence += [lab_evidence(x) for x in (run[:1] + run[-1:] if len(run) > 1 else run)]
     if not evidence:
         return []
 

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, le=64)
     # On SIGTERM the API stops accepting and gives in-flight requests this long to finish (seconds).
     shutdown_grace_seconds: float = Field(20.0, gt=0, le=600)
+    # OpenTelemetry tracing of the API over OTLP/HTTP (standard OTEL_* variables); needs the
+    # `tracing` extra. Off (default): no tracer, no exporter, nothing sent.
+    otel_enabled: bool = False
 
     # --- Content ------------------------------------------------------------------------
     terminology_dir: Path = REPO_ROOT / "terminology"

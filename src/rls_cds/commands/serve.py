@@ -82,10 +82,11 @@ def tuned_app():
     """Build the app (terminology loaded), then freeze the start-up heap and raise the GC budget."""
     from rls_cds.api.app import create_app
     from rls_cds.settings import get_settings
+    from rls_cds.tracing import instrument
 
     if not logging.getLogger().handlers:  # a fresh uvicorn worker process
         _configure_logging(get_settings())
-    app = create_app()
+    app = instrument(create_app(), get_settings())  # no-op unless RLS_OTEL_ENABLED
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
@@ -114,7 +115,9 @@ def run(args) -> int:
     if settings.dev_mode and settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.error("development mode serves on loopback only; refusing host", extra={"host": settings.host})
         return 2
-    problem = _security_problem(settings)
+    from rls_cds.tracing import missing_dependency
+
+    problem = _security_problem(settings) or missing_dependency(settings)
     if problem:
         log.error("refusing to start: %s", problem)
         print(f"rls-cds serve: refusing to start: {problem}", file=sys.stderr)

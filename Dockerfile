@@ -16,11 +16,13 @@ RUN apt-get update \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# Optional extras, e.g. --build-arg PIP_EXTRAS=[tracing] for OpenTelemetry (docs/operations.md §8).
+ARG PIP_EXTRAS=""
 # Dependencies first, so a code change does not reinstall them.
 COPY pyproject.toml README.md ./
 RUN mkdir -p src/rls_cds && touch src/rls_cds/__init__.py \
  && pip install --upgrade pip \
- && pip install . \
+ && pip install ".${PIP_EXTRAS}" \
  && pip uninstall -y rls-cds
 COPY src ./src
 RUN pip install --no-deps . && python -m compileall -q /opt/venv/lib

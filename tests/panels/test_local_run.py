@@ -128,3 +128,28 @@ def test_cli_ndjson_two_workers(export, tmp_path, panel_redis):
     assert report["counts"]["patients_assessed"] == N
     bad = subprocess.run([*cmd[:4], str(tmp_path / "missing")], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "no such NDJSON" in bad.stderr
+
+
+def test_file_that_cannot_be_read_puts_its_patients_in_the_error_report(
+    export, tmp_path, panel_redis, terminology
+):
+    import redis
+
+    from rls_cds.panels.tasks import _chunk_failed
+
+    settings = _settings(tmp_path)
+    client = redis.Redis.from_url(panel_redis.url)
+    state = runs.create_local_run(client, sorted(export.glob("*.ndjson")), "lost-file", 1, settings)
+    ctx = runs.Context(settings=settings, redis=client, terminology=terminology)
+    for cid in state.ids("map"):
+        if cid.startswith("Observation"):
+            _chunk_failed(state, cid, "download failed: HTTP 500")  # what map_chunk records after retries
+        else:
+            runs.run_map(state, cid, ctx)
+    for uid in state.ids("reduce"):
+        runs.run_reduce(state, uid, ctx)
+    report = runs.finalize(state, settings.reports_dir)
+    assert report["status"] == "completed_with_errors"
+    assert report["counts"]["patients_assessed"] == 0 and len(report["errors"]) == N
+    assert {e["reason"] for e in report["errors"]} == {"incomplete export: could not read Observation"}
+    assert any("Observation file could not be downloaded" in e for e in report["run_errors"])

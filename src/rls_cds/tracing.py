@@ -1,8 +1,8 @@
 """Optional OpenTelemetry tracing of the HTTP API: off unless RLS_OTEL_ENABLED=true.
 
 When off (the default), no tracer or exporter is created and nothing is sent, whatever OTEL_* variables
-say; the SDK is not a dependency of the service. When on, it needs the ``tracing`` extra (``pip install 'rls-cds[tracing]'``) and exports spans over OTLP/HTTP,
-configured by the standard variables (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+say; the SDK is not a dependency of the service. When on, it needs the ``tracing`` extra
+(``pip install 'rls-cds[tracing]'``) and exports spans over OTLP/HTTP, configured by the standard variables (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME — default "rls-cds", OTEL_RESOURCE_ATTRIBUTES, ...).
 
 One server span per HTTP request, named by the route *template* (``POST /cds-services/{service_id}``):

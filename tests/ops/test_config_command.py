@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rls_cds.settings import Settings
-from tests.ops.conftest import run_cli
+from tests.ops.helpers import run_cli
 
 SECRET = "s3cr3t-Zq8vNw"  # distinctive, so any leak is found by substring
 

@@ -106,7 +106,8 @@ def test_worker_killed_mid_task_has_it_redelivered(
     assert store.redis.hlen("unacked") == 1
     fault_proxy.set_mode("pass")
     celery_workers.start(broker_url, env=env)
-    assert result.get(timeout=60)["outcome"] == "stored"
+    answer = result.get(timeout=60)
+    assert answer["outcome"] == "stored", (answer, store.dead_letters(tenant))
     assert {"iron_deficiency", "drug_induced"} <= causes(
         store.get_assessment(tenant, bg_patients["iron_ssri"])
     )

@@ -17,6 +17,7 @@ import logging
 import random
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -77,6 +78,7 @@ def _store() -> Store:
 
 
 _SESSIONS: dict[str, requests.Session] = {}
+_FETCH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bg-fhir")
 
 
 def _session(fhir_server: str) -> requests.Session:
@@ -134,13 +136,21 @@ def fetch_patient_data(fhir_server: str, patient_id: str) -> list[dict]:
         f"Observation?patient={patient_id}&_count=200",
         f"MedicationRequest?patient={patient_id}&_count=200",
     ]
+    # The four reads run in parallel (I/O bound): a patient's re-evaluation waits for the slowest
+    # search, not for the sum of them.
+    futures = {
+        query: _FETCH_POOL.submit(
+            fetch_search, f"{base}/{query}", headers, deadline, per_request, session, max_pages=500
+        )
+        for query in queries
+    }
     resources: list[dict] = []
-    for query in queries:
+    for query, future in futures.items():
         try:
-            resources.extend(
-                fetch_search(f"{base}/{query}", headers, deadline, per_request, session, max_pages=500)
-            )
+            resources.extend(future.result())
         except FhirFetchError as exc:
+            for other in futures.values():
+                other.cancel()
             if query.startswith("Patient/") and exc.reason in ("http_404", "http_410"):
                 raise PermanentFailure("patient_not_found") from None
             if exc.reason in RETRYABLE_FHIR or exc.reason.startswith("http_5"):

@@ -2,8 +2,9 @@
 
 When off (the default), no tracer or exporter is created and nothing is sent, whatever OTEL_* variables
 say; the SDK is not a dependency of the service. When on, it needs the ``tracing`` extra
-(``pip install 'rls-cds[tracing]'``) and exports spans over OTLP/HTTP, configured by the standard variables (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME — default "rls-cds", OTEL_RESOURCE_ATTRIBUTES, ...).
+(``pip install 'rls-cds[tracing]'``) and exports spans over OTLP/HTTP, configured by the standard
+variables: OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS,
+OTEL_SERVICE_NAME (default "rls-cds"), OTEL_RESOURCE_ATTRIBUTES, ...
 
 One server span per HTTP request, named by the route *template* (``POST /cds-services/{service_id}``):
 never the raw path or query, which on operator endpoints can name a patient, and no headers, bodies or

@@ -99,19 +99,20 @@ def _evidence_line(e: Evidence) -> str:
 
 
 def _detail(f: Finding, repairs: dict[str, list[str]]) -> str:
+    """Markdown: why (rule-specific, with values), the evidence inside the cause's own detail text
+    from causes.yaml (its ``{evidence}`` marker), lenient readings, the action, the reference."""
     lines = [f"**{_md(f.title or f.cause)}** — strength of evidence: {f.strength}.", "", f.reasoning, ""]
-    if f.evidence:
-        lines.append("**Evidence**")
-        lines.extend(_evidence_line(e) for e in f.evidence)
-        lines.append("")
-    lenient = [
-        f"`{ref}`: {'; '.join(notes)}"
-        for ref, notes in sorted(repairs.items())
-        if ref in {e.resource for e in f.evidence}
-    ]
+    bullets = "\n".join(_evidence_line(e) for e in f.evidence) or "- (none listed)"
+    background = f.background or ""
+    if "{evidence}" in background:
+        lines.append(background.replace("{evidence}", "\n" + bullets))
+    else:
+        lines += ["**Evidence**", bullets] + (["", background] if background else [])
+    lines.append("")
+    cited = {e.resource for e in f.evidence}
+    lenient = [f"`{ref}`: {'; '.join(notes)}" for ref, notes in sorted(repairs.items()) if ref in cited]
     if lenient:
-        lines.append("**Read leniently:** " + " / ".join(lenient))
-        lines.append("")
+        lines += ["**Read leniently:** " + " / ".join(lenient), ""]
     lines.append(f"**Suggested action:** {f.action}")
     if f.reference_url:
         lines += ["", f"Reference: [{_md(f.reference_label or f.reference_url)}]({f.reference_url})"]

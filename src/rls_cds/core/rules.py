@@ -12,6 +12,7 @@ differently (ESRD strong vs CKD 3-4 moderate vs a single low eGFR weak; per-drug
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +49,7 @@ class Finding(msgspec.Struct, kw_only=True):
     title: str = ""
     reference_label: str = ""
     reference_url: str = ""
+    background: str = ""  # the cause's detail text (causes.yaml); "{evidence}" marks the evidence list
 
 
 # Every analyte some rule below reads; other labs (hemoglobin, MCV, creatinine, BUN) are context only
@@ -232,24 +234,43 @@ def clip(text: str, limit: int = 139) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _tidy(text: str) -> str:
+    """A filled template with some values left empty: drop '()' and doubled spaces."""
+    text = text.replace("()", "").replace("( )", "")
+    text = re.sub(r"\s+([:;,.])", r"\1", re.sub(r"[ \t]+", " ", text))
+    return text.strip()
+
+
 def make(
     ctx: Context,
     cause_id: str,
     *,
-    summary: str,
     reasoning: str,
-    action: str,
     evidence: list[Evidence],
+    summary: str | None = None,
+    action: str | None = None,
+    fields: dict[str, Any] | None = None,
     actionable: bool | None = None,
     strength: str | None = None,
     data: dict | None = None,
 ) -> Finding:
+    """A finding of ``cause_id``. Summary and action default to the cause's templates in
+    causes.yaml filled with ``fields`` ({label} {value} {unit} {date} {drug} ...); rules pass their
+    own wording only for sub-cases one template cannot name (IV-only band, ESRD rule, ...). The
+    cause's detail template becomes the card's background, with ``{evidence}`` left for the card."""
     cause = ctx.cause(cause_id)
+    values = {k: ("" if v is None else v) for k, v in (fields or {}).items()}
+    values.setdefault("title", cause.title)
+    if summary is None:
+        summary = _tidy(cause.render("summary", **values))
+    if action is None:
+        action = _tidy(cause.render("action", **values))
+    background = cause.render("detail", **{**values, "evidence": "{evidence}"}).strip()
     return Finding(
         cause=cause_id,
         strength=strength or cause.strength,
         actionable=bool(cause.actionable if actionable is None else actionable),
-        summary=clip(summary),
+        summary=clip(cap(summary)),
         reasoning=reasoning,
         action=action,
         evidence=dedupe(evidence),
@@ -257,7 +278,22 @@ def make(
         title=cause.title,
         reference_label=cause.reference_label,
         reference_url=cause.reference_url,
+        background=background,
     )
+
+
+def cond_fields(conds: list[ConditionFact]) -> dict[str, Any]:
+    c = conds[0]
+    return {"label": f"{c.display or c.code} ({c.code})", "date": day(c.date) or "date unknown"}
+
+
+def lab_fields(label: str, lab: LabFact) -> dict[str, Any]:
+    return {
+        "label": label,
+        "value": f"{lab.comparator or ''}{num(lab.value)}",
+        "unit": lab.unit,
+        "date": day(lab.date),
+    }
 
 
 def cond_name(conds: list[ConditionFact]) -> str:
@@ -417,12 +453,16 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
             why.append(f"ferritin {num(f)} ng/mL <= {num(ferritin_max)}")
         if tsat is not None and tsat < tsat_min:
             why.append(f"TSAT {num(tsat)} % < {num(tsat_min)}")
-        head = ftxt if f is not None and f <= ferritin_max else f"TSAT {num(tsat)} %"
+        if f is not None and f <= ferritin_max:
+            fields = lab_fields("Ferritin", s.ferritin)
+        else:
+            lead = s.tsat if s.tsat is not None else s.computed[1]
+            fields = {"label": "TSAT", "value": num(tsat), "unit": "%", "date": day(lead.date)}
         return [
             _iron_finding(
                 ctx,
                 s,
-                summary=f"{head}: iron deficiency worsens RLS; consider iron",
+                fields=fields,
                 reasoning=(
                     f"{cap(' and '.join(why))} meets the AASM 2024 criterion for iron therapy in RLS "
                     f"(ferritin <= {num(ferritin_max)} ng/mL or TSAT < {num(tsat_min)} %, with TSAT < "
@@ -430,8 +470,6 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
                     f"{'' if tsat is not None else f'No TSAT: confirm it is < {num(tsat_ceiling)} %. '}"
                     f"Source: {ref}."
                 ),
-                action="Consider iron repletion: oral ferrous sulfate, or IV ferric carboxymaltose; recheck "
-                "ferritin and TSAT after about 12 weeks.",
                 evidence=evidence,
                 data={**data, "band": "oral_or_iv"},
             )
@@ -459,7 +497,7 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
             make(
                 ctx,
                 cid,
-                summary=f"Iron deficiency coded: {cond_name(diagnoses)}; no ferritin/TSAT in 12 months",
+                summary=f"Iron deficiency coded: {cond_name(diagnoses)}; no ferritin or TSAT in 12 months",
                 reasoning="An active iron-deficiency diagnosis is a strong, treatable RLS aggravator; no "
                 "recent ferritin or TSAT confirms its current state.",
                 action="Check ferritin and TSAT; replete iron if ferritin <= 75 ng/mL or TSAT < 20 %.",
@@ -477,9 +515,8 @@ def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evi
             sorted({i.name for m in s.iron_orders for i in m.ingredients if i.drug_class == "iron"})
         )
         evidence = evidence + [med_evidence(m, [names]) for m in s.iron_orders]
-        kw["summary"] = clip(
-            kw["summary"].split(":")[0] + f": iron already ordered ({names}); recheck levels"
-        )
+        head = kw.get("summary") or ctx.cause("iron_deficiency").render("summary", **kw.get("fields", {}))
+        kw["summary"] = clip(_tidy(head.split(":")[0]) + f": iron already ordered ({names}); recheck levels")
         kw["action"] = (
             "Iron therapy is already ordered: recheck ferritin and TSAT about 12 weeks after starting."
         )
@@ -510,7 +547,7 @@ def iron_studies_missing(ctx: Context) -> list[Finding]:
     summary = (
         f"RLS: last ferritin/TSAT {day(last.date)} is over {months} months old; order iron studies"
         if last is not None and last.date is not None
-        else f"RLS with no ferritin or TSAT in {months} months: order iron studies"
+        else None  # the cause's own summary (causes.yaml)
     )
     return [
         make(
@@ -522,7 +559,6 @@ def iron_studies_missing(ctx: Context) -> list[Finding]:
                 "patient with clinically significant RLS, ideally in the morning without iron for 24 h. "
                 f"Neither result exists in the last {months} months."
             ),
-            action="Order serum ferritin and an iron panel (iron, TIBC, transferrin saturation).",
             evidence=evidence,
             data={"last_result": day(last.date) if last else None},
         )
@@ -584,11 +620,11 @@ def kidney_disease(ctx: Context) -> list[Finding]:
 
     if esrd:
         kind = "esrd"
-        summary = f"ESRD/dialysis: {cond_name(esrd)}; RLS is common and iron rules change"
+        summary = _tidy(ctx.cause(cid).render("summary", **cond_fields(esrd)))
     elif ckd or egfr_ckd:
         kind = "ckd3plus"
         if ckd:
-            summary = f"CKD: {cond_name(ckd)}; chronic kidney disease is associated with RLS"
+            summary = _tidy(ctx.cause(cid).render("summary", **cond_fields(ckd)))
         else:
             summary = (
                 f"eGFR {num(run[-1].value)} ({day(run[-1].date)}) < {num(limit)} for over "
@@ -646,21 +682,24 @@ def kidney_disease(ctx: Context) -> list[Finding]:
 
 
 def _diagnosis_rule(
-    cid: str, *, reasoning: str, action: str, also: Callable[[Context], list[ConditionFact]] | None = None
+    cid: str, *, reasoning: str, also: Callable[[Context], list[ConditionFact]] | None = None
 ) -> Callable[[Context], list[Finding]]:
+    """A cause carried by diagnoses only: summary and action are the cause's templates."""
+
     def rule(ctx: Context) -> list[Finding]:
         conds = ctx.facts.by_cause(cid) + (also(ctx) if also else [])
         if not conds:
             return []
-        title = ctx.cause(cid).title
         tent = all_tentative(conds)
+        fields = cond_fields(conds)
+        if tent:
+            fields["label"] += " (unconfirmed)"
         return [
             make(
                 ctx,
                 cid,
-                summary=f"{title}: {cond_name(conds)}{' (unconfirmed)' if tent else ''} may aggravate RLS",
+                fields=fields,
                 reasoning=reasoning,
-                action=action,
                 evidence=[condition_evidence(c) for c in conds],
                 actionable=False if tent else None,
                 strength="weak" if tent and ctx.cause(cid).strength in ("strong", "moderate") else None,
@@ -680,57 +719,47 @@ peripheral_neuropathy = _diagnosis_rule(
     "peripheral_neuropathy",
     reasoning="Peripheral neuropathy (including diabetic polyneuropathy) is a recognised secondary cause "
     "of RLS (moderate evidence). Neuropathic pain and RLS differ: RLS urges are relieved by movement.",
-    action="Note the association; treat the underlying neuropathy and its cause.",
     also=_neuropathy_also,
 )
 parkinsons = _diagnosis_rule(
     "parkinsons",
     reasoning="RLS is more frequent in Parkinson's disease (moderate evidence). Levodopa and dopamine "
     "agonists are not aggravators, but augmentation can occur on long-term dopaminergic therapy.",
-    action="Note the association.",
 )
 amyloidosis = _diagnosis_rule(
     "amyloidosis",
     reasoning="Amyloidosis (especially with neuropathy) is a listed secondary cause of RLS (weak evidence).",
-    action="Note only.",
 )
 lyme_disease = _diagnosis_rule(
     "lyme_disease",
     reasoning="Lyme disease is reported as an RLS association (weak evidence).",
-    action="Note only.",
 )
 spinal_nerve_damage = _diagnosis_rule(
     "spinal_nerve_damage",
     reasoning="Radiculopathy, spinal cord injury and back-surgery sequelae are reported in secondary RLS "
     "(weak evidence).",
-    action="Note only.",
 )
 rheumatoid_arthritis = _diagnosis_rule(
     "rheumatoid_arthritis",
     reasoning="RA is listed among RLS associations; a serology study found neuropathy and low iron, not "
     "rheumatologic disease, to be the real secondary causes (weak evidence).",
-    action="Note only; check iron status.",
 )
 sjogren_syndrome = _diagnosis_rule(
     "sjogren_syndrome",
     reasoning="Sjogren syndrome is listed among RLS associations (weak evidence); neuropathy may mediate it.",
-    action="Note only.",
 )
 hereditary = _diagnosis_rule(
     "hereditary",
     reasoning="A family history of nervous-system disease is documented; primary RLS is often familial. "
     "The code is not specific to RLS.",
-    action="Informational only.",
 )
 stress = _diagnosis_rule(
     "stress",
     reasoning="Stress is reported to worsen RLS symptoms (informational).",
-    action="Informational only.",
 )
 _surgery_codes = _diagnosis_rule(
     "surgery",
     reasoning="Surgery (and its sequelae) is reported to trigger or worsen RLS (informational).",
-    action="Informational only.",
 )
 
 
@@ -756,10 +785,9 @@ def surgery(ctx: Context) -> list[Finding]:
         make(
             ctx,
             "surgery",
-            summary=f"Recent surgery: {p.display or p.code or 'procedure'} ({day(p.date)}) can trigger RLS",
+            fields={"label": f"Recent surgery: {p.display or p.code or 'procedure'}", "date": day(p.date)},
             reasoning="Surgery is reported to trigger or worsen RLS (informational); completed within the "
             f"last {int(window)} days.",
-            action="Informational only.",
             evidence=[
                 Evidence(resource=x.ref, system=x.system, code=x.code, display=x.display, date=day(x.date))
                 for x in recent
@@ -783,27 +811,22 @@ def diabetes(ctx: Context) -> list[Finding]:
     if not conds and high is None:
         return []
     evidence = [condition_evidence(c) for c in conds] + ([lab_evidence(high)] if high else [])
-    if conds:
-        summary = f"Diabetes: {cond_name(conds)}" + (
-            f", HbA1c {num(high.value)} % ({day(high.date)})" if high else ""
-        )
-    else:
-        summary = f"HbA1c {num(high.value)} % ({day(high.date)}) >= {num(limit)} %: diabetes range"
+    fields = cond_fields(conds) if conds else lab_fields("HbA1c", high)
     tent = all_tentative(conds) and high is None
     return [
         make(
             ctx,
             cid,
-            summary=summary + "; linked to RLS",
+            fields=fields,
             reasoning=(
-                "Diabetes is associated with RLS (moderate evidence), partly through neuropathy. "
+                (f"Latest HbA1c {num(high.value)} % ({day(high.date)}). " if high and conds else "")
+                + "Diabetes is associated with RLS (moderate evidence), partly through neuropathy. "
                 + (
                     f"HbA1c >= {num(limit)} % is in the diabetes range (ADA); confirm with a repeat test. "
                     if high and not conds
                     else ""
                 )
             ).strip(),
-            action="Note the association; encourage glycaemic control.",
             evidence=evidence,
             actionable=False if tent else None,
             data={"hba1c": high.value if high else None},
@@ -1036,8 +1059,9 @@ def drug_induced(ctx: Context) -> list[Finding]:
             reasoning += (
                 " The product code is not in the tables; it was matched through its ingredient codes."
             )
+        fields = {"drug": drug, "drug_class": class_titles, "alternative": alternative or "none known"}
         if alternative:
-            action = f"Review the need for {drug}; alternative: {alternative}."
+            action = f"Review the need for {drug}. " + _tidy(ctx.cause(cid).render("action", **fields))
         else:
             action = f"Review the need for {drug} with the prescriber; no simple substitute."
         if "beta_blocker" in classes:
@@ -1047,6 +1071,7 @@ def drug_induced(ctx: Context) -> list[Finding]:
                 ctx,
                 cid,
                 summary=summary,
+                fields=fields,
                 reasoning=reasoning,
                 action=action,
                 evidence=[med_evidence(m, names) for m in meds],
@@ -1096,11 +1121,10 @@ def drug_withdrawal(ctx: Context) -> list[Finding]:
         make(
             ctx,
             cid,
-            summary=f"Recently stopped {', '.join(names)} ({day(items[0][2])}): withdrawal can worsen RLS",
+            fields={"drug": ", ".join(names), "date": day(max(w for _, _, w in items))},
             reasoning="Withdrawal of vasodilators, sedatives or imipramine is reported to trigger or worsen "
             "RLS "
             f"(weak evidence); stopped within the last {window.days} days with no active replacement.",
-            action="Note only; consider the timing if RLS symptoms worsened recently.",
             evidence=[med_evidence(m, [i.name], f"stopped/completed by {day(w)}") for m, i, w in items],
             data={"ingredients": names},
         )
@@ -1111,8 +1135,13 @@ def drug_withdrawal(ctx: Context) -> list[Finding]:
 
 
 def _lab_low_rule(
-    cid: str, analyte: str, limit_name: str, window_name: str, label: str, reasoning: str, action: str
+    cid: str, analyte: str, limit_name: str, window_name: str, label: str, reasoning: str
 ) -> Callable[[Context], list[Finding]]:
+    """Low lab (or a matching diagnosis): the latest value in the window decides (any value for
+    hypoglycemia); for magnesium the lab's own L/LL flag also counts (rls-clinical.md §2.9)."""
+
+    flags_low = cid == "magnesium_deficiency"
+
     def rule(ctx: Context) -> list[Finding]:
         conds = ctx.facts.by_cause(cid)
         limit = ctx.threshold(cid, limit_name)
@@ -1124,29 +1153,32 @@ def _lab_low_rule(
         if labs:
             # Hypoglycemia: any low value in the window counts; otherwise the latest value decides.
             candidates = labs if cid == "hypoglycemia" else labs[:1]
-            low = min((x for x in candidates if x.value < limit), key=lambda x: x.value, default=None)
+            low = min(
+                (x for x in candidates if x.value < limit or (flags_low and x.interpretation & {"L", "LL"})),
+                key=lambda x: x.value,
+                default=None,
+            )
         extra = _b12_borderline(ctx, labs) if cid == "b12_deficiency" and low is None else None
         if not conds and low is None and extra is None:
             return []
         evidence = [condition_evidence(c) for c in conds]
+        summary, fields = None, cond_fields(conds) if conds else {}
         if low is not None:
-            evidence.append(lab_evidence(low))
-            summary = f"{label} {lab_text(low)} ({day(low.date)}) is low (< {num(limit)}): may worsen RLS"
+            evidence.insert(0, lab_evidence(low))
+            fields = lab_fields(label, low)
         elif extra is not None:
             evidence.extend(lab_evidence(x) for x in extra)
             summary = (
                 f"{label} {lab_text(extra[0])} borderline, MMA {lab_text(extra[1])}: possible B12 deficiency"
             )
-        else:
-            summary = f"{ctx.cause(cid).title}: {cond_name(conds)} may worsen RLS"
         tent = all_tentative(conds) and low is None and extra is None
         return [
             make(
                 ctx,
                 cid,
                 summary=summary,
+                fields=fields,
                 reasoning=reasoning,
-                action=action,
                 evidence=evidence,
                 actionable=False if tent else None,
                 data={"value": low.value if low else None},
@@ -1179,7 +1211,6 @@ magnesium_deficiency = _lab_low_rule(
     "magnesium",
     "Magnesium",
     "Low serum magnesium is reported to worsen RLS (weak evidence).",
-    "Replete magnesium and investigate the cause.",
 )
 b12_deficiency = _lab_low_rule(
     "b12_deficiency",
@@ -1189,7 +1220,6 @@ b12_deficiency = _lab_low_rule(
     "Vitamin B12",
     "Vitamin B12 deficiency causes neuropathy and is reported in secondary RLS (weak evidence). MMA is "
     "falsely high in CKD.",
-    "Replete B12 and investigate the cause.",
 )
 hypoglycemia = _lab_low_rule(
     "hypoglycemia",
@@ -1198,7 +1228,6 @@ hypoglycemia = _lab_low_rule(
     "glucose",
     "Glucose",
     "Hypoglycemia is reported among RLS triggers (weak evidence); ADA level 1 is < 70 mg/dL.",
-    "Investigate the low glucose.",
 )
 
 
@@ -1243,12 +1272,17 @@ def lifestyle(ctx: Context) -> list[Finding]:
         make(
             ctx,
             cid,
-            summary=f"{cap(' and '.join(order))} use documented: can worsen RLS; counsel",
+            fields={
+                "label": f"{cap(' and '.join(order))} use",
+                "date": max((e.date for e in evidence if e.date), default="date unknown"),
+            },
             reasoning="AASM 2024 names alcohol and caffeine as exacerbating factors (moderate evidence); "
-            "tobacco is a weaker association.",
-            action="Counsel on reducing alcohol and caffeine (especially in the evening) and on smoking "
-            "cessation; nicotine replacement is not a reason for concern.",
+            "tobacco is a weaker association. Nicotine replacement is not a reason for concern.",
             evidence=evidence,
+            strength=min(
+                (ctx.cause(cid).strength_for(k) for k in order),
+                key=lambda x: STRENGTH_ORDER.get(x, 9),
+            ),
             data={"factors": order},
         )
     ]

@@ -99,3 +99,16 @@ def test_resources_without_ids_do_not_shadow_each_other(run):
 def test_missing_conditions_data_never_invents_rls(run):
     a = run([F.patient(), F.ferritin(20)], missing=frozenset({"Condition"}))
     assert not a.has_rls and a.missing == ["Condition"]
+
+
+def test_validate_evidence_false_trusts_pretyped_batch_input(terminology):
+    from rls_cds.core.engine import evaluate
+
+    broken = F.ferritin(20, rid="broken")
+    broken["effectiveDateTime"] = "2026-10-01T10:00:00"  # no timezone: invalid FHIR dateTime, readable date
+    record = [F.patient(), F.rls(), broken]
+    checked = evaluate(record, now=F.NOW, terminology=terminology)
+    trusted = evaluate(record, now=F.NOW, terminology=terminology, validate_evidence=False)
+    assert "iron_deficiency" not in causes(checked)
+    assert finding(trusted, "iron_deficiency").evidence[0].resource == "Observation/broken"
+    assert not trusted.warnings

@@ -130,8 +130,12 @@ def evaluate(
     draft_orders: Any = (),
     missing: Iterable[str] = frozenset(),
     strict: bool = False,
+    validate_evidence: bool = True,
 ) -> Assessment:
-    """Evaluate every cause rule for one patient's resources (see module doc)."""
+    """Evaluate every cause rule for one patient's resources (see module doc).
+
+    ``validate_evidence=False`` is for callers whose input was already type-checked while decoding
+    (the panel batch decodes NDJSON into msgspec Structs); ``strict`` still validates everything."""
     if not isinstance(now, datetime):
         raise TypeError("now must be a datetime")
     if now.tzinfo is None:
@@ -165,6 +169,8 @@ def evaluate(
         ctx = Context(facts=facts, now=now, t=terminology, missing=missing_kinds)
         findings = run_all(ctx)
         rls = facts.by_cause("rls")
+        if not validate_evidence:
+            break
         pending = [
             ref for ref in _evidence_refs(findings, rls) if ref not in checked and ref in facts.sources
         ]

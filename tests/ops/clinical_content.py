@@ -192,7 +192,9 @@ def _cause_section(t: Tables, cause_id: str, cause: dict) -> list[str]:
         f"- **Strength of evidence:** {cause['strength']}"
         + (f" (by qualifier: {by_qualifier})" if by_qualifier else ""),
         f"- **Actionable** (card indicator `warning`): {'yes' if cause.get('actionable') else 'no (`info`)'}",
+        f"- **Card summary template** (causes.yaml): `{_cell(cause.get('summary'))}`",
         f"- **Rationale** (causes.yaml): {_rationale(cause.get('detail'))}",
+        f"- **Suggested action** (causes.yaml): {_cell(cause.get('action'))}",
         f"- **Card source:** [{_cell(cause.get('reference_label'))}]({cause.get('reference_url')})",
         f"- **Clinical source:** {_cell(cause.get('source'))}",
     ]

@@ -130,6 +130,7 @@ def test_shutdown_grace_covers_draining():
 
     api_grace = seconds(SERVICES["api"]["stop_grace_period"])
     assert api_grace > Settings().hook_deadline_seconds * 2
+    assert api_grace > Settings().shutdown_grace_seconds  # uvicorn gives up draining before Docker kills
     assert seconds(SERVICES["worker"]["stop_grace_period"]) >= 60  # warm shutdown of running tasks
 
 

@@ -11,6 +11,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 
+import redis
+
 from rls_cds.panels.state import RunState, runs_of
 
 
@@ -100,7 +102,11 @@ def wait(
     end = time.monotonic() + timeout
     last_sweep = 0.0
     while time.monotonic() < end:
-        status = run_status(settings, run_id, client)
+        try:
+            status = run_status(settings, run_id, client)
+        except redis.RedisError:
+            time.sleep(1.0)  # Redis restarting: the run state comes back with it (persistence on)
+            continue
         if status is None:
             return None
         if progress is not None:
@@ -109,6 +115,7 @@ def wait(
             return run_report(settings, run_id, client) or {"run": run_id, **status}
         if time.monotonic() - last_sweep > 5:
             last_sweep = time.monotonic()
-            sweep_run(run_id)
+            with contextlib.suppress(redis.RedisError):
+                sweep_run(run_id)
         time.sleep(0.3)
     return None

@@ -96,3 +96,51 @@ def register_background_metrics(registry, store) -> BackgroundCollector:
     collector = BackgroundCollector(store)
     registry.register(collector)
     return collector
+
+
+# --- worker side: outcomes of every task that does not record its own -----------------------------
+# reevaluate_patient records richer outcomes itself (stored / unchanged / dead_letter ...).
+SELF_RECORDING = frozenset({"rls_cds.background.tasks.reevaluate_patient"})
+_started: dict[str, float] = {}
+_store = None
+
+
+def _worker_store():
+    global _store
+    if _store is None:
+        from rls_cds.background.store import Store
+        from rls_cds.settings import get_settings
+
+        _store = Store.from_settings(get_settings(), socket_timeout=0.5)
+    return _store
+
+
+def _on_prerun(task_id=None, **_kwargs) -> None:
+    import time
+
+    if task_id:
+        _started[task_id] = time.monotonic()
+
+
+def _on_postrun(task_id=None, task=None, state=None, **_kwargs) -> None:
+    import time
+
+    started = _started.pop(task_id, None)
+    name = getattr(task, "name", None) or "unknown"
+    if started is None or name in SELF_RECORDING:
+        return
+    try:
+        _worker_store().record_task(
+            name.rsplit(".", 1)[-1], str(state or "unknown").lower(), time.monotonic() - started
+        )
+    except Exception as exc:  # noqa: BLE001 - metrics must never fail a task
+        log.debug("task outcome not recorded", extra={"error_type": type(exc).__name__})
+
+
+def connect_worker_signals() -> None:
+    """Record every task's outcome and duration in Redis (read by the API's /metrics). Idempotent.
+    Called by rls_cds.background.celery_app so every worker process has it."""
+    from celery import signals
+
+    signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="rls_cds.metrics.prerun")
+    signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="rls_cds.metrics.postrun")

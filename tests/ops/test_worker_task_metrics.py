@@ -1,0 +1,70 @@
+"""Worker-side task metrics: Celery's own prerun/postrun signals record every task's outcome and
+duration in a real Redis, where the API's /metrics collector reads them."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from celery import Celery
+
+from rls_cds.background import metrics
+from rls_cds.background.store import Store
+from tests.support.cds_server import start_redis
+from tests.support.fhir_server import stop_process
+
+
+@pytest.fixture
+def broker(tmp_path, monkeypatch):
+    server = start_redis(tmp_path / "redis")
+    from rls_cds.settings import get_settings
+
+    monkeypatch.setenv("REDIS_URL", server.url)
+    get_settings.cache_clear()
+    monkeypatch.setattr(metrics, "_store", None)
+    yield server
+    from celery import signals
+
+    # Signals are process-wide: leave other tests' tasks unobserved.
+    signals.task_prerun.disconnect(dispatch_uid="rls_cds.metrics.prerun")
+    signals.task_postrun.disconnect(dispatch_uid="rls_cds.metrics.postrun")
+    stop_process(server.process)
+    get_settings.cache_clear()
+    metrics._store = None
+
+
+def test_outcomes_and_durations_are_recorded(broker):
+    metrics.connect_worker_signals()
+    metrics.connect_worker_signals()  # idempotent: no double counting
+    app = Celery("ops-probe", broker=broker.url)
+
+    @app.task(name="rls_cds.panels.tasks.probe")
+    def probe(x):
+        return x * 2
+
+    @app.task(name="rls_cds.panels.tasks.broken_probe")
+    def broken_probe():
+        raise ValueError("boom")
+
+    @app.task(name="rls_cds.background.tasks.reevaluate_patient")
+    def records_itself():
+        return None
+
+    assert probe.apply(args=(2,)).get() == 4
+    assert probe.apply(args=(3,)).get() == 6
+    assert broken_probe.apply().failed()
+    records_itself.apply()
+
+    counts, seconds = Store(redis.Redis.from_url(broker.url)).task_stats()
+    assert counts == {"probe|success": 2, "broken_probe|failure": 1}
+    assert seconds["probe|success"] >= 0 and set(seconds) == set(counts)
+
+    registry_text = _scrape(broker.url)
+    assert 'rls_cds_tasks_total{outcome="success",task="probe"} 2.0' in registry_text
+
+
+def _scrape(url: str) -> str:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    metrics.register_background_metrics(registry, Store(redis.Redis.from_url(url)))
+    return generate_latest(registry).decode()

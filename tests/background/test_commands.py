@@ -71,3 +71,28 @@ def test_beat_starts_and_stops_cleanly(broker_url, tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log.read_text()[-2000:]
     assert list(schedule.parent.iterdir()), "beat keeps its schedule state where configured"
+
+
+def test_queued_message_names_the_patient_by_digest_only_in_argsrepr(broker_url, tenant):
+    """What Celery logs and Flower show (argsrepr) carries the salted digest, never the patient id."""
+    import redis
+
+    from rls_cds.api.suppression import patient_key
+
+    code = (
+        "from rls_cds.background.triggers import enqueue_reevaluation as e;"
+        f"print(e({tenant!r}, 'http://fhir.example/r4', 'secret-pid-1', 'test').queued)"
+    )
+    proc = subprocess.run(
+        [str(RLS_CDS_BIN.parent / "python"), "-c", code],
+        env=_env(broker_url),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.stdout.strip() == "True", proc.stderr
+    raw = redis.Redis.from_url(broker_url).lrange("hooks", 0, -1)
+    assert len(raw) == 1
+    message = json.loads(raw[0])
+    assert patient_key(tenant, "secret-pid-1") in message["headers"]["argsrepr"]
+    assert "secret-pid-1" not in message["headers"]["argsrepr"]

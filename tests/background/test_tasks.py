@@ -23,7 +23,7 @@ def _send(broker_url, tenant, server, patient, reason="manual"):
 def test_reevaluation_lands_in_store_and_rerun_is_idempotent(
     broker_url, store, tenant, celery_workers, fhir_server, servers_file, bg_patients
 ):
-    celery_workers.start(broker_url, env=worker_env(servers_file))
+    worker = celery_workers.start(broker_url, env=worker_env(servers_file))
     pid = bg_patients["iron_ssri"]
     first = _send(broker_url, tenant, fhir_server.base_url, pid).get(timeout=60)
     assert first["outcome"] == "stored", first
@@ -38,6 +38,7 @@ def test_reevaluation_lands_in_store_and_rerun_is_idempotent(
     after = store.get_assessment(tenant, pid)
     assert after["revision"] == 1 and after["changes"] == record["changes"]
     assert after["computed_at"] >= record["computed_at"]
+    assert pid not in worker.log_text(), "the worker log never names the patient"
 
 
 def test_two_workers_on_one_patient_leave_one_consistent_assessment(

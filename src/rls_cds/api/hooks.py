@@ -73,16 +73,16 @@ def _access_token(obj: dict) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def _draft_orders(service: Service, context: dict, flatten) -> list[dict]:
+def _draft_orders(service: Service, context: dict, flatten) -> tuple[list[dict], list[str]]:
     if service.hook == "patient-view":
-        return []
+        return [], []
     raw = context.get("medications") if service.hook == "medication-prescribe" else context.get("draftOrders")
-    drafts, _ = flatten(raw)
+    drafts, warnings = flatten(raw)  # lenient readings (e.g. a Bundle without type) go to the cards
     selections = context.get("selections")
     if service.hook == "order-select" and isinstance(selections, list) and selections:
         wanted = {s for s in selections if isinstance(s, str)}
         drafts = [d for d in drafts if f"{d.get('resourceType')}/{d.get('id')}" in wanted]
-    return drafts
+    return drafts, warnings
 
 
 def _count_resources(prefetch: dict, limit: int) -> None:
@@ -127,12 +127,13 @@ def _run_core(rt: Runtime, service: Service, sources: list, context: dict, missi
     from rls_cds.core.resources import flatten
 
     resources, _warnings = flatten(sources)
-    drafts = _draft_orders(service, context, flatten)
+    drafts, draft_warnings = _draft_orders(service, context, flatten)
     assessment = evaluate(
         resources,
         now=datetime.now(UTC),
         terminology=rt.terminology,
         draft_orders=drafts,
+        draft_warnings=draft_warnings,
         missing=missing,
     )
     cards = render_cards(assessment, hook=service.hook)

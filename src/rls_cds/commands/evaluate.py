@@ -83,10 +83,15 @@ def run(args) -> int:
         hook = "patient-view"
     drafts = parsed.draft_orders if hook != "patient-view" else []
     assessment = evaluate(
-        parsed.resources, now=now, terminology=terminology, draft_orders=drafts, strict=args.strict
+        parsed.resources,
+        now=now,
+        terminology=terminology,
+        draft_orders=drafts,
+        draft_warnings=parsed.draft_warnings if drafts else (),
+        strict=args.strict,
     )
     cards = render_cards(assessment, hook=hook)
-    warnings = parsed.warnings + assessment.warnings
+    warnings = list(dict.fromkeys(parsed.warnings + assessment.warnings))
     if args.json:
         out = {
             "hook": hook,

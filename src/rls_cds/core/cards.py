@@ -110,6 +110,8 @@ def _detail(f: Finding, repairs: dict[str, list[str]]) -> str:
         lines += ["**Evidence**", bullets] + (["", background] if background else [])
     lines.append("")
     cited = {e.resource for e in f.evidence}
+    if f.data.get("draft"):
+        cited.add("context.draftOrders")  # how the draftOrders container itself was read
     lenient = [f"`{ref}`: {'; '.join(notes)}" for ref, notes in sorted(repairs.items()) if ref in cited]
     if lenient:
         lines += ["**Read leniently:** " + " / ".join(lenient), ""]

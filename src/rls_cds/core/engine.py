@@ -38,6 +38,7 @@ __all__ = ["Assessment", "Evidence", "Finding", "evaluate", "render_cards"]
 
 DATA_KINDS = frozenset({"Condition", "Observation", "MedicationRequest"})
 _MAX_PASSES = 4  # validation failures among evidence are rare; bound the re-runs anyway
+DRAFT_CONTAINER = "context.draftOrders"  # key in Assessment.repairs: lenient readings of the container
 
 
 class Assessment(msgspec.Struct, kw_only=True):
@@ -131,23 +132,32 @@ def evaluate(
     missing: Iterable[str] = frozenset(),
     strict: bool = False,
     validate_evidence: bool = True,
+    draft_warnings: Iterable[str] = (),
 ) -> Assessment:
     """Evaluate every cause rule for one patient's resources (see module doc).
 
     ``validate_evidence=False`` is for callers whose input was already type-checked while decoding
-    (the panel batch decodes NDJSON into msgspec Structs); ``strict`` still validates everything."""
+    (the panel batch decodes NDJSON into msgspec Structs); ``strict`` still validates everything.
+    ``draft_warnings``: what ``flatten`` said about the draftOrders container (a Bundle without
+    ``type``...): recorded, and shown on the cards about those drafts."""
     if not isinstance(now, datetime):
         raise TypeError("now must be a datetime")
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     record, warnings = _as_resources(resources)
-    drafts, draft_warnings = _as_resources(draft_orders)
-    warnings += draft_warnings
+    drafts, container_warnings = _as_resources(draft_orders)
+    container_warnings += [w for w in draft_warnings if isinstance(w, str)]
+    container_notes = [
+        w.replace("input", DRAFT_CONTAINER, 1) if w.startswith("input") else w for w in container_warnings
+    ]
+    warnings += container_notes
     missing_kinds = frozenset(k for k in missing if isinstance(k, str))
 
     skip: set[str] = set()
     checked: dict[str, bool] = {}
     repairs: dict[str, list[str]] = {}
+    if drafts and container_notes:
+        repairs[DRAFT_CONTAINER] = container_notes
 
     def check(ref: str, resource: dict) -> None:
         ok, reason, notes = validate(resource)
@@ -196,5 +206,7 @@ def evaluate(
         has_rls=bool(rls),
         rls_evidence=[condition_evidence(c) for c in rls],
         missing=sorted(missing_kinds),
-        repairs={k: v for k, v in repairs.items() if k in _evidence_refs(findings, rls)},
+        repairs={
+            k: v for k, v in repairs.items() if k in _evidence_refs(findings, rls) or k == DRAFT_CONTAINER
+        },
     )

@@ -129,6 +129,7 @@ class HookInput:
     hook: str | None
     patient_id: str | None
     warnings: list[str]
+    draft_warnings: list[str] = field(default_factory=list)  # about the draftOrders container itself
 
 
 def read_input(obj: Any) -> HookInput:
@@ -159,4 +160,4 @@ def read_input(obj: Any) -> HookInput:
         drafts = [d for d in drafts if ref_of(d) in wanted]
     hook = obj.get("hook") if isinstance(obj.get("hook"), str) else None
     pid = context.get("patientId") if isinstance(context.get("patientId"), str) else None
-    return HookInput(walk.resources, drafts, hook, pid, walk.warnings + warnings)
+    return HookInput(walk.resources, drafts, hook, pid, walk.warnings + warnings, warnings)

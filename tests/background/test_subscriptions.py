@@ -255,3 +255,88 @@ def test_order_sign_and_operator_trigger_reevaluation_and_patient_view_uses_it(
         ).status_code
         == 400
     )
+
+
+ST = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
+BP = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+
+
+def _observation_topic(url: str) -> dict:
+    """A SubscriptionTopic for new Observations, as an R4 Basic (the backport IG's encoding)."""
+    trigger = [
+        {"url": "description", "valueMarkdown": "An Observation was created"},
+        {"url": "resource", "valueUri": "http://hl7.org/fhir/StructureDefinition/Observation"},
+        {"url": "supportedInteraction", "valueCode": "create"},
+        {"url": "fhirPathCriteria", "valueString": "true"},
+    ]
+    return {
+        "resourceType": "Basic",
+        "id": "topic-rls-observation-" + uuid.uuid4().hex[:6],
+        "modifierExtension": [{"url": f"{ST}.status", "valueCode": "active"}],
+        "extension": [
+            {"url": f"{ST}.url", "valueUri": url},
+            {"url": f"{ST}.title", "valueString": "New Observation"},
+            {"url": f"{ST}.resourceTrigger", "extension": trigger},
+            {
+                "url": f"{ST}.canFilterBy",
+                "extension": [
+                    {"url": "resource", "valueUri": "Observation"},
+                    {"url": "filterParameter", "valueString": "patient"},
+                ],
+            },
+        ],
+        "code": {"coding": [{"system": "http://hl7.org/fhir/fhir-types", "code": "SubscriptionTopic"}]},
+    }
+
+
+def test_backport_topic_subscription_on_sekmet_leads_to_stored_assessment(
+    stack, celery_workers, fhir_server, servers_file
+):
+    """R4 backport (topic-based) Subscription: sekmet's handshake is accepted, its id-only
+    event-notification Bundle names the patient in additional-context, the re-evaluation lands."""
+    server, broker = stack
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    pid = _new_patient(fhir_server)
+    topic_url = f"http://rls-cds.test/SubscriptionTopic/observation-{uuid.uuid4().hex[:6]}"
+    topic = _observation_topic(topic_url)
+    put = requests.put(
+        f"{fhir_server.base_url}/Basic/{topic['id']}", json=topic, headers=fhir_server.headers()
+    )
+    assert put.status_code in (200, 201), put.text
+    sub = {
+        "resourceType": "Subscription",
+        "meta": {"profile": [f"{BP}/backport-subscription"]},
+        "status": "requested",
+        "reason": "rls-cds re-evaluation (backport)",
+        "criteria": topic_url,
+        "_criteria": {
+            "extension": [
+                {"url": f"{BP}/backport-filter-criteria", "valueString": f"Observation?patient={pid}"}
+            ]
+        },
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": f"{server.url}/fhir-subscriptions/notify",
+            "payload": "application/fhir+json",
+            "_payload": {"extension": [{"url": f"{BP}/backport-payload-content", "valueCode": "id-only"}]},
+            "header": [f"X-Subscription-Secret: {SECRET}"],
+        },
+    }
+    created = requests.post(f"{fhir_server.base_url}/Subscription", json=sub, headers=fhir_server.headers())
+    assert created.status_code == 201, created.text
+    sub_id = created.json()["id"]
+    try:
+        from tests.background.conftest import wait_for
+
+        assert wait_for(lambda: fhir_server.search(f"Subscription/{sub_id}")["status"] == "active", 20), (
+            fhir_server.search(f"Subscription/{sub_id}")
+        )
+        obs = data.ferritin(pid, 22, days_ago=1, suffix="bp")
+        obs.pop("id")
+        posted = requests.post(f"{fhir_server.base_url}/Observation", json=obs, headers=fhir_server.headers())
+        assert posted.status_code == 201
+        record = _wait_assessment(server, pid, lambda r: "iron_deficiency" in _causes(r))
+        assert record and record["reason"] == "subscription"
+        assert fhir_server.search(f"Subscription/{sub_id}")["status"] == "active"
+    finally:
+        requests.delete(f"{fhir_server.base_url}/Subscription/{sub_id}", headers=fhir_server.headers())

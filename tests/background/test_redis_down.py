@@ -3,6 +3,8 @@ notification is answered 503 so the FHIR server delivers it again (no patient si
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
@@ -35,8 +37,11 @@ def test_hooks_answer_and_notifications_ask_for_redelivery(tmp_path, fhir_server
 
         pv = services["patient-view"]
         body = data.hook_request("patient-view", pid, None, fhir_server.base_url, fhir_server.token)
+        started = time.monotonic()
         view = server.post(f"/cds-services/{pv['id']}", body)
+        took = time.monotonic() - started
         assert view.status_code == 200
+        assert took < 3.0, f"a dead Redis must not hold the hook up ({took:.2f} s)"
         cards = view.json()["cards"]
         assert cards and not any("stored assessment" in c["detail"] for c in cards)  # live evaluation
 

@@ -147,3 +147,15 @@ def _tune_worker_process(**_kwargs) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _connect_task_metrics() -> None:
+    """Outcomes and durations of every task (those that do not record their own) for /metrics."""
+    try:
+        from rls_cds.background.metrics import connect_worker_signals
+    except ImportError:
+        return
+    connect_worker_signals()
+
+
+_connect_task_metrics()

@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from rls_cds.api.suppression import patient_key
 
@@ -57,7 +59,9 @@ def redis_url(settings=None) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def get_redis(settings=None, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
+def get_redis(settings=None, socket_timeout: float = SOCKET_TIMEOUT, retries: int = 0) -> redis.Redis:
+    """A client with short timeouts. ``retries`` = 0 by default: redis-py's own default retries a
+    refused connection for about 3 s, far beyond a hook's budget (callers decide what to do instead)."""
     url = redis_url(settings)
     if not url:
         raise redis.ConnectionError("no REDIS_URL and no embedded Redis server running")
@@ -66,6 +70,7 @@ def get_redis(settings=None, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Re
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
     )
 
 
@@ -122,9 +127,9 @@ class Store:
         self.ttl = int(assessment_ttl_seconds)
 
     @classmethod
-    def from_settings(cls, settings, socket_timeout: float = 0.25) -> Store:
-        """Default timeouts suit the API (a hook must not wait on Redis); workers pass a longer one."""
-        return cls(get_redis(settings, socket_timeout), settings.assessment_ttl_days * 86400)
+    def from_settings(cls, settings, socket_timeout: float = 0.25, retries: int = 0) -> Store:
+        """Defaults suit the API (a hook must not wait on Redis); workers pass longer/more."""
+        return cls(get_redis(settings, socket_timeout, retries), settings.assessment_ttl_days * 86400)
 
     # --- keys ------------------------------------------------------------------------------
     def key(self, tenant: str, kind: str, patient_id: str | None = None) -> str:

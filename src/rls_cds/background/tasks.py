@@ -74,7 +74,7 @@ def _terminology():
 
 @lru_cache(maxsize=1)
 def _store() -> Store:
-    return Store.from_settings(get_settings(), socket_timeout=5.0)
+    return Store.from_settings(get_settings(), socket_timeout=5.0, retries=2)
 
 
 _SESSIONS: dict[str, requests.Session] = {}

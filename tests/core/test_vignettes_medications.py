@@ -257,3 +257,15 @@ def test_active_clonazepam_is_neither_withdrawal_nor_aggravator(run):
 def test_stopped_sertraline_is_not_a_withdrawal_cause(run):
     stopped = F.med_request(*SERTRALINE_SCD, status="stopped", authored_days=20, end_days=3)
     assert not {"drug_withdrawal", "drug_induced"} & causes(run(rls_patient(stopped)))
+
+
+def test_unknown_product_with_a_topical_route_code_is_not_flagged(run):
+    cream = F.med_request("1000000010", "Benadryl Itch Stopping Cream")
+    assert "drug_induced" not in causes(run(rls_patient(cream)))  # "Cream": a topical dose form
+    order = F.med_request("1000000011", "diphenhydramine hydrochloride 2 %")
+    order["dosageInstruction"][0]["route"] = {
+        "coding": [{"system": F.SCT, "code": "6064005", "display": "Topical route"}]
+    }
+    assert "drug_induced" not in causes(run(rls_patient(order)))
+    order["dosageInstruction"][0]["route"]["coding"][0].update(code="26643006", display="Oral route")
+    assert "drug_induced" in causes(run(rls_patient(order)))

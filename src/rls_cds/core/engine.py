@@ -114,7 +114,9 @@ def _read_scope(terminology: Any, now: datetime) -> ReadScope:
     """Labs older than the longest look-back window of any cause cannot matter: skip them early."""
     days = [int(d) for c in terminology.causes.values() for d in (c.lookback_days or {}).values()]
     horizon = now - timedelta(days=max(days, default=3650) + 1)
-    return ReadScope(analytes=ANALYTES_READ, horizon=horizon, keep_old=ANALYTES_KEPT_OLD)
+    codes = getattr(terminology, "lab_codes_for", None)
+    lab_codes = frozenset(codes(ANALYTES_READ)) if codes is not None else None
+    return ReadScope(analytes=ANALYTES_READ, horizon=horizon, keep_old=ANALYTES_KEPT_OLD, lab_codes=lab_codes)
 
 
 def _evidence_refs(findings: list[Finding], rls: list[Any]) -> set[str]:

@@ -77,7 +77,7 @@ def _text(value: Any) -> str | None:
 # --- facts ---------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: facts are compared as objects, never by value
 class ConditionFact:
     ref: str
     cause: str
@@ -90,7 +90,7 @@ class ConditionFact:
     no_status: bool
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: facts are compared as objects, never by value
 class LabFact:
     ref: str
     analyte: str
@@ -108,7 +108,7 @@ class LabFact:
     text: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: facts are compared as objects, never by value
 class MedFact:
     ref: str
     status: str
@@ -125,7 +125,7 @@ class MedFact:
     via_reference: str | None = None  # 'contained' | 'bundle' when the drug came from a Medication
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: facts are compared as objects, never by value
 class ProcedureFact:
     ref: str
     system: str | None
@@ -145,6 +145,7 @@ class ReadScope:
     analytes: frozenset[str] = frozenset()
     horizon: datetime | None = None
     keep_old: frozenset[str] = frozenset()
+    lab_codes: frozenset[str] | None = None  # LOINC codes of those analytes: a cheap first filter
 
     def __post_init__(self):
         if not self.analytes:
@@ -271,7 +272,7 @@ def _condition(res: dict, ref: str, t: Any, facts: Facts) -> None:
 # --- observations --------------------------------------------------------------------------------
 
 
-def _lab_coding(concept: Any, t: Any) -> tuple[Any, dict | None]:
+def _lab_coding(concept: Any, t: Any, lab_codes: frozenset[str] | None) -> tuple[Any, dict | None]:
     """First coding of ``concept`` the lab table knows (hot path: one call per Observation)."""
     if type(concept) is not dict:
         return None, None
@@ -282,6 +283,8 @@ def _lab_coding(concept: Any, t: Any) -> tuple[Any, dict | None]:
         if type(c) is dict:
             system, code = c.get("system"), c.get("code")
             if type(system) is str and type(code) is str:
+                if lab_codes is not None and code not in lab_codes and code.strip() not in lab_codes:
+                    continue
                 lab_def = t.lab(system, code)
                 if lab_def is not None:
                     return lab_def, c
@@ -289,7 +292,7 @@ def _lab_coding(concept: Any, t: Any) -> tuple[Any, dict | None]:
 
 
 def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) -> None:
-    lab_def, coding = _lab_coding(res.get("code"), t)
+    lab_def, coding = _lab_coding(res.get("code"), t, scope.lab_codes)
     if lab_def is None or lab_def.analyte not in scope.analytes:
         return  # not a lab any rule reads (hemoglobin, MCV, creatinine are context only)
     status = res.get("status")

@@ -350,8 +350,9 @@ def iron_status(ctx: Context) -> IronStatus:
             computed = (iron.value / tibc.value * 100.0, iron, tibc)
             break
     relevant = ("ferritin", "tsat", "iron", "tibc")
+    current = {id(x) for x in ferritins} | {id(x) for x in tsats}
     stale = sorted(
-        (x for x in labs if x.analyte in ("ferritin", "tsat") and x not in ferritins and x not in tsats),
+        (x for x in labs if x.analyte in ("ferritin", "tsat") and id(x) not in current),
         key=lambda x: (x.date is not None, x.date),
         reverse=True,
     )

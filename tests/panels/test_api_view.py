@@ -111,3 +111,19 @@ def create_app_without_dev(tmp_path):
     return create_app(
         Settings(dev_mode=False, reports_dir=tmp_path, trusted_issuers_json=json.dumps(issuers))
     )
+
+
+def test_redis_down_is_503_not_500(tmp_path):
+    from rls_cds.api.app import create_app
+    from tests.support.fhir_server import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    panels = tmp_path / "panels.yaml"
+    panels.write_text(
+        yaml.safe_dump({"panels": {"p": {"fhir_server": "https://f.example.org", "group": "g"}}})
+    )
+    app = TestClient(create_app(Settings(dev_mode=True, redis_url=dead, panels_file=panels)))
+    for method, path in (("GET", "/panels/p/runs/r1"), ("POST", "/panels/p/runs"), ("GET", "/panels")):
+        resp = app.request(method, path)
+        assert resp.status_code == 503, (path, resp.status_code, resp.text)
+        assert resp.json()["error"] == "store_unavailable"

@@ -35,6 +35,17 @@ def _redis(request: Request):
         raise ApiError(503, "store_unavailable", "panel runs need Redis, which is not available") from None
 
 
+async def _in_thread(fn, *args):
+    """Run blocking Redis work off the event loop; Redis trouble is a 503, never a 500."""
+    import redis
+    from kombu.exceptions import OperationalError
+
+    try:
+        return await run_in_threadpool(fn, *args)
+    except (redis.RedisError, OperationalError):
+        raise ApiError(503, "store_unavailable", "panel run state (Redis) is not reachable") from None
+
+
 def _check_id(value: str, what: str) -> str:
     if not _ID.match(value or ""):
         raise ApiError(400, f"invalid_{what}", f"{what} ids are letters, digits, '.', '_' or '-' (max 64)")
@@ -87,7 +98,7 @@ async def list_panels(request: Request) -> JSONResponse:
             )
         return out
 
-    return JSONResponse({"panels": await run_in_threadpool(build)})
+    return JSONResponse({"panels": await _in_thread(build)})
 
 
 @router.post("/panels/{panel_id}/runs", status_code=202)
@@ -100,7 +111,7 @@ async def start_panel_run(panel_id: str, request: Request) -> JSONResponse:
     from rls_cds.panels.service import PanelError, start_run
 
     try:
-        run_id = await run_in_threadpool(start_run, runtime.settings, panel_id)
+        run_id = await _in_thread(start_run, runtime.settings, panel_id)
     except PanelError as exc:
         raise ApiError(400, "invalid_panel", str(exc)) from None
     return JSONResponse(
@@ -115,7 +126,7 @@ async def get_panel_run(panel_id: str, run_id: str, request: Request) -> JSONRes
     _check_id(panel_id, "panel")
     _check_id(run_id, "run")
     client = _redis(request)
-    return JSONResponse(await run_in_threadpool(_status, runtime.settings, client, panel_id, run_id))
+    return JSONResponse(await _in_thread(_status, runtime.settings, client, panel_id, run_id))
 
 
 async def _finished_report(request: Request, panel_id: str, run_id: str) -> tuple[dict, object]:
@@ -124,7 +135,7 @@ async def _finished_report(request: Request, panel_id: str, run_id: str) -> tupl
     _check_id(panel_id, "panel")
     _check_id(run_id, "run")
     client = _redis(request)
-    status = await run_in_threadpool(_status, runtime.settings, client, panel_id, run_id)
+    status = await _in_thread(_status, runtime.settings, client, panel_id, run_id)
     if "report" not in status:
         raise ApiError(409, "run_not_finished", f"run {run_id} is {status.get('status')}; no report yet")
     return status["report"], client
@@ -149,7 +160,7 @@ async def view_worklist(
     from rls_cds.panels.html import render_worklist
 
     report, client = await _finished_report(request, panel_id, run_id)
-    history = await run_in_threadpool(_history, request.app.state.runtime.settings, client, panel_id, run_id)
+    history = await _in_thread(_history, request.app.state.runtime.settings, client, panel_id, run_id)
     page = render_worklist(
         report,
         cause=cause or None,

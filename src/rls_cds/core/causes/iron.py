@@ -1,0 +1,286 @@
+"""iron_deficiency and iron_studies_missing (rls-clinical.md §2.1): AASM 2024 ferritin/TSAT bands, TSAT
+computed from iron/TIBC of the same draw, the TSAT ceiling, the ESRD rule, 12-month look-back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rls_cds.core.facts import ConditionFact, LabFact, MedFact
+from rls_cds.core.findings import (
+    Context,
+    Evidence,
+    Finding,
+    all_tentative,
+    cap,
+    clip,
+    cond_name,
+    condition_evidence,
+    day,
+    lab_evidence,
+    lab_fields,
+    lab_text,
+    make,
+    med_evidence,
+    num,
+    tidy,
+)
+
+# --- iron ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class IronStatus:
+    ferritin: LabFact | None
+    tsat: LabFact | None  # measured TSAT
+    computed: tuple[float, LabFact, LabFact] | None  # TSAT from iron/TIBC of the same draw
+    stale: list[LabFact]
+    pending: list[LabFact]
+    esrd: list[ConditionFact]
+    iron_orders: list[MedFact]
+
+    @property
+    def tsat_value(self) -> float | None:
+        if self.tsat is not None and (self.computed is None or self.tsat.date >= self.computed[1].date):
+            return self.tsat.value
+        return self.computed[0] if self.computed else None
+
+    def tsat_evidence(self) -> list[Evidence]:
+        if self.tsat is not None and (self.computed is None or self.tsat.date >= self.computed[1].date):
+            return [lab_evidence(self.tsat)]
+        if self.computed:
+            value, iron, tibc = self.computed
+            note = f"TSAT {num(value)} % computed as iron / TIBC x 100 (same draw)"
+            return [lab_evidence(iron, note), lab_evidence(tibc, note)]
+        return []
+
+
+def iron_status(ctx: Context) -> IronStatus:
+    if "iron" in ctx._cache:
+        return ctx._cache["iron"]
+    window = ctx.lookback("iron_deficiency", "ferritin")
+    labs = ctx.facts.labs
+    ferritins = ctx.recent((x for x in labs if x.analyte == "ferritin" and x.value is not None), window)
+    tsats = ctx.recent((x for x in labs if x.analyte == "tsat" and x.value is not None), window)
+    irons = ctx.recent((x for x in labs if x.analyte == "iron" and x.value is not None), window)
+    tibcs = {x.date: x for x in labs if x.analyte == "tibc" and x.value is not None and x.value > 0}
+    computed = None
+    for iron in irons:  # newest first; the TIBC must come from the same draw (same collection time)
+        tibc = tibcs.get(iron.date)
+        if tibc is not None:
+            computed = (iron.value / tibc.value * 100.0, iron, tibc)
+            break
+    relevant = ("ferritin", "tsat", "iron", "tibc")
+    current = {id(x) for x in ferritins} | {id(x) for x in tsats}
+    stale = sorted(
+        (x for x in labs if x.analyte in ("ferritin", "tsat") and id(x) not in current),
+        key=lambda x: (x.date is not None, x.date),
+        reverse=True,
+    )
+    pending = ctx.recent((x for x in ctx.facts.pending_labs if x.analyte in relevant), window)
+    esrd = [c for c in ctx.facts.by_cause("kidney_disease") if c.qualifier == "esrd" and not c.tentative]
+    iron_orders = [
+        m
+        for m in ctx.facts.meds
+        if (m.draft or m.status in ("active", "on-hold"))
+        and any(i.drug_class == "iron" for i in m.ingredients)
+    ]
+    status = IronStatus(
+        ferritin=ferritins[0] if ferritins else None,
+        tsat=tsats[0] if tsats else None,
+        computed=computed,
+        stale=stale,
+        pending=pending,
+        esrd=esrd,
+        iron_orders=iron_orders,
+    )
+    ctx._cache["iron"] = status
+    return status
+
+
+def iron_deficiency(ctx: Context) -> list[Finding]:
+    s = iron_status(ctx)
+    cid = "iron_deficiency"
+    ferritin_max = ctx.threshold(cid, "ferritin_max")
+    iv_max = ctx.threshold(cid, "ferritin_iv_only_max")
+    tsat_min = ctx.threshold(cid, "tsat_low")
+    tsat_ceiling = ctx.threshold(cid, "tsat_iron_not_indicated")
+    esrd_ferritin = ctx.threshold(cid, "esrd_ferritin_low")
+    esrd_tsat = ctx.threshold(cid, "esrd_tsat_low")
+    diagnoses = ctx.facts.by_cause(cid)
+    f = s.ferritin.value if s.ferritin else None
+    tsat = s.tsat_value
+    evidence = ([lab_evidence(s.ferritin)] if s.ferritin else []) + s.tsat_evidence()
+    if s.ferritin is None and tsat is None:
+        evidence += [condition_evidence(c) for c in diagnoses]  # labs decide when present
+    ftxt = f"Ferritin {lab_text(s.ferritin)} ({day(s.ferritin.date)})" if s.ferritin else "No ferritin"
+    data = {"ferritin": f, "tsat": tsat, "esrd": bool(s.esrd)}
+    ref = "AASM 2024 (Winkelman et al., J Clin Sleep Med 2025;21:137-152, PMID 39324694)"
+
+    if s.esrd:
+        evidence += [condition_evidence(c, "ESRD: the ESRD iron rule applies") for c in s.esrd]
+        if f is not None and f < esrd_ferritin and tsat is not None and tsat < esrd_tsat:
+            return [
+                _iron_finding(
+                    ctx,
+                    s,
+                    summary=f"{ftxt}, TSAT {num(tsat)} % in ESRD: consider IV iron sucrose for RLS",
+                    reasoning=(
+                        f"In ESRD, ferritin < {num(esrd_ferritin)} ng/mL with TSAT < {num(esrd_tsat)} % "
+                        f"meets the iron criterion ({ref}); ferritin is raised by CKD and inflammation, "
+                        "so the general <= 75 ng/mL threshold does not apply."
+                    ),
+                    action="Consider IV iron sucrose (conditional AASM 2024 suggestion in ESRD); recheck "
+                    "ferritin and TSAT after repletion.",
+                    evidence=evidence,
+                    data={**data, "band": "esrd"},
+                )
+            ]
+        if f is not None and f < esrd_ferritin and tsat is None:
+            return [
+                make(
+                    ctx,
+                    cid,
+                    summary=f"{ftxt} in ESRD: TSAT needed to judge IV iron for RLS",
+                    reasoning=f"In ESRD the iron criterion needs ferritin < {num(esrd_ferritin)} ng/mL and "
+                    f"TSAT < {num(esrd_tsat)} %; no TSAT in the look-back window.",
+                    action="Measure transferrin saturation (iron panel).",
+                    evidence=evidence,
+                    actionable=False,
+                    data={**data, "band": "esrd_tsat_unknown"},
+                )
+            ]
+        return []
+
+    if tsat is not None and tsat >= tsat_ceiling:
+        if f is not None and f <= iv_max or diagnoses:
+            return [
+                make(
+                    ctx,
+                    cid,
+                    summary=f"{ftxt} but TSAT {num(tsat)} % (>= {num(tsat_ceiling)} %): iron not indicated",
+                    reasoning=f"Iron therapy for RLS is given only when TSAT < {num(tsat_ceiling)} % "
+                    "(RLS Foundation algorithm, Silber 2021; AASM 2024).",
+                    action="No iron suggestion; consider other causes.",
+                    evidence=evidence,
+                    actionable=False,
+                    data={**data, "band": "tsat_ceiling"},
+                )
+            ]
+        return []
+
+    if (f is not None and f <= ferritin_max) or (tsat is not None and tsat < tsat_min):
+        why = []
+        if f is not None and f <= ferritin_max:
+            why.append(f"ferritin {num(f)} ng/mL <= {num(ferritin_max)}")
+        if tsat is not None and tsat < tsat_min:
+            why.append(f"TSAT {num(tsat)} % < {num(tsat_min)}")
+        if f is not None and f <= ferritin_max:
+            fields = lab_fields("Ferritin", s.ferritin)
+        else:
+            lead = s.tsat if s.tsat is not None else s.computed[1]
+            fields = {"label": "TSAT", "value": num(tsat), "unit": "%", "date": day(lead.date)}
+        return [
+            _iron_finding(
+                ctx,
+                s,
+                fields=fields,
+                reasoning=(
+                    f"{cap(' and '.join(why))} meets the AASM 2024 criterion for iron therapy in RLS "
+                    f"(ferritin <= {num(ferritin_max)} ng/mL or TSAT < {num(tsat_min)} %, with TSAT < "
+                    f"{num(tsat_ceiling)} %). Lab-normal ferritin values can still meet this RLS threshold. "
+                    f"{'' if tsat is not None else f'No TSAT: confirm it is < {num(tsat_ceiling)} %. '}"
+                    f"Source: {ref}."
+                ),
+                evidence=evidence,
+                data={**data, "band": "oral_or_iv"},
+            )
+        ]
+    if f is not None and ferritin_max < f <= iv_max:
+        return [
+            _iron_finding(
+                ctx,
+                s,
+                summary=f"{ftxt}: in the IV-iron band for RLS ({num(ferritin_max)}-{num(iv_max)} ng/mL)",
+                reasoning=(
+                    f"Ferritin above {num(ferritin_max)} and up to {num(iv_max)} ng/mL with TSAT < "
+                    f"{num(tsat_ceiling)} %: AASM 2024 suggests IV iron only (oral iron is poorly absorbed "
+                    f"at this level). {'TSAT was not measured: confirm it first. ' if tsat is None else ''}"
+                    f"Source: {ref}."
+                ),
+                action="Consider IV iron (e.g. ferric carboxymaltose); oral iron is not expected to help.",
+                evidence=evidence,
+                data={**data, "band": "iv_only"},
+            )
+        ]
+    if diagnoses and s.ferritin is None and tsat is None:
+        tent = all_tentative(diagnoses)
+        return [
+            make(
+                ctx,
+                cid,
+                summary=f"Iron deficiency coded: {cond_name(diagnoses)}; no ferritin or TSAT in 12 months",
+                reasoning="An active iron-deficiency diagnosis is a strong, treatable RLS aggravator; no "
+                "recent ferritin or TSAT confirms its current state.",
+                action="Check ferritin and TSAT; replete iron if ferritin <= 75 ng/mL or TSAT < 20 %.",
+                evidence=evidence,
+                actionable=not tent and not s.iron_orders,
+                data={**data, "band": "diagnosis_only"},
+            )
+        ]
+    return []
+
+
+def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evidence], **kw) -> Finding:
+    if s.iron_orders:
+        names = ", ".join(
+            sorted({i.name for m in s.iron_orders for i in m.ingredients if i.drug_class == "iron"})
+        )
+        evidence = evidence + [med_evidence(m, [names]) for m in s.iron_orders]
+        head = kw.get("summary") or ctx.cause("iron_deficiency").render("summary", **kw.get("fields", {}))
+        kw["summary"] = clip(tidy(head.split(":")[0]) + f": iron already ordered ({names}); recheck levels")
+        kw["action"] = (
+            "Iron therapy is already ordered: recheck ferritin and TSAT about 12 weeks after starting."
+        )
+        return make(
+            ctx,
+            "iron_deficiency",
+            evidence=evidence,
+            actionable=False,
+            data={**data, "iron_ordered": True},
+            **kw,
+        )
+    return make(ctx, "iron_deficiency", evidence=evidence, data=data, **kw)
+
+
+def iron_studies_missing(ctx: Context) -> list[Finding]:
+    if not ctx.has_rls or "Observation" in ctx.missing:
+        return []  # never conclude "no iron studies" from labs we could not read
+    s = iron_status(ctx)
+    if s.ferritin is not None or s.tsat is not None or s.computed is not None:
+        return []
+    if s.pending:
+        return []  # a preliminary/registered result: the studies are under way
+    months = round(ctx.lookback("iron_deficiency", "ferritin").days / 30.4)
+    evidence = [condition_evidence(c, "RLS diagnosis") for c in ctx.facts.by_cause("rls")[:1]]
+    last = s.stale[0] if s.stale else None
+    if last is not None:
+        evidence.append(lab_evidence(last, f"outside the {months}-month look-back window"))
+    summary = (
+        f"RLS: last ferritin/TSAT {day(last.date)} is over {months} months old; order iron studies"
+        if last is not None and last.date is not None
+        else None  # the cause's own summary (causes.yaml)
+    )
+    return [
+        make(
+            ctx,
+            "iron_studies_missing",
+            summary=summary,
+            reasoning=(
+                "AASM 2024 (good-practice statement 1): test ferritin and transferrin saturation in every "
+                "patient with clinically significant RLS, ideally in the morning without iron for 24 h. "
+                f"Neither result exists in the last {months} months."
+            ),
+            evidence=evidence,
+            data={"last_result": day(last.date) if last else None},
+        )
+    ]

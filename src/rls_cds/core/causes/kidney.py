@@ -1,0 +1,135 @@
+"""kidney_disease (rls-clinical.md §2.2): ESRD/dialysis, CKD stage >= 3, eGFR < 60 persisting over 3
+months (a single low value is "reduced eGFR"), renal-dose reminder for gabapentinoids."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rls_cds.core.facts import LabFact
+from rls_cds.core.findings import (
+    Context,
+    Finding,
+    cap,
+    clip,
+    cond_fields,
+    cond_name,
+    condition_evidence,
+    day,
+    lab_evidence,
+    make,
+    med_evidence,
+    num,
+    tidy,
+)
+
+# --- kidney --------------------------------------------------------------------------------------
+
+
+def _egfr_run(ctx: Context) -> tuple[LabFact | None, list[LabFact]]:
+    """(latest eGFR in the window, the run of consecutive values < 60 ending at it, oldest first)."""
+    limit = ctx.threshold("kidney_disease", "egfr_low")
+    window = ctx.lookback("kidney_disease", "egfr")
+    all_egfr = sorted(
+        (x for x in ctx.facts.labs if x.analyte == "egfr" and x.value is not None and x.date is not None),
+        key=lambda x: (x.date, x.ref),
+    )
+    latest = ctx.recent(all_egfr, window)
+    if not latest:
+        return None, []
+    last = latest[0]
+    run: list[LabFact] = []
+    for lab in reversed(all_egfr[: all_egfr.index(last) + 1]):
+        if lab.value >= limit:
+            break
+        run.append(lab)
+    return last, list(reversed(run))
+
+
+def _egfr_stage(value: float) -> str:
+    for bound, stage in ((15, "G5"), (30, "G4"), (45, "G3b"), (60, "G3a")):
+        if value < bound:
+            return stage
+    return "G1-G2"
+
+
+def kidney_disease(ctx: Context) -> list[Finding]:
+    cid = "kidney_disease"
+    conds = [c for c in ctx.facts.by_cause(cid)]
+    confirmed = [c for c in conds if not c.tentative]
+    esrd = [c for c in confirmed if c.qualifier == "esrd"]
+    ckd = [c for c in confirmed if c.qualifier in ("ckd3plus", "uremia")]
+    other = [c for c in conds if c not in esrd and c not in ckd]
+    last, run = _egfr_run(ctx)
+    persist = timedelta(days=ctx.threshold(cid, "egfr_persistence_days"))
+    limit = ctx.threshold(cid, "egfr_low")
+    egfr_ckd = bool(run) and (run[-1].date - run[0].date) >= persist
+    reduced_only = bool(run) and not egfr_ckd
+    gaba = [
+        m
+        for m in ctx.facts.meds
+        if (m.draft or m.status in ("active", "on-hold"))
+        and any(i.drug_class == "gabapentinoid" for i in m.ingredients)
+    ]
+    evidence = [condition_evidence(c) for c in esrd + ckd + other]
+    evidence += [lab_evidence(x) for x in (run[:1] + run[-1:] if len(run) > 1 else run)]
+    if not evidence:
+        return []
+
+    if esrd:
+        kind = "esrd"
+        summary = tidy(ctx.cause(cid).render("summary", **cond_fields(esrd)))
+    elif ckd or egfr_ckd:
+        kind = "ckd3plus"
+        if ckd:
+            summary = tidy(ctx.cause(cid).render("summary", **cond_fields(ckd)))
+        else:
+            summary = (
+                f"eGFR {num(run[-1].value)} ({day(run[-1].date)}) < {num(limit)} for over "
+                f"{persist.days // 30} months: CKD {_egfr_stage(run[-1].value)}, linked to RLS"
+            )
+    elif reduced_only:
+        kind = "reduced_egfr"
+        summary = (
+            f"Reduced eGFR {num(run[-1].value)} ({day(run[-1].date)}): not CKD unless it persists 3 months"
+        )
+    else:
+        kind = "stage_unknown"
+        summary = f"Kidney disease coded: {cond_name(other)} (stage not >= 3 / not confirmed)"
+
+    reasoning = {
+        "esrd": "ESRD and dialysis carry a high RLS prevalence (strong evidence); in ESRD the iron "
+        "criterion is ferritin < 200 ng/mL with TSAT < 20 %.",
+        "ckd3plus": f"CKD stage 3 or worse (eGFR < {num(limit)} mL/min/1.73 m2 for more than 3 months, KDIGO "
+        "2012) is associated with RLS (moderate evidence).",
+        "reduced_egfr": f"Only {len(run)} eGFR value(s) below {num(limit)} spanning less than 3 months: "
+        "KDIGO requires persistence over 3 months before calling it CKD.",
+        "stage_unknown": "A kidney diagnosis without a stage >= 3 (or not confirmed): noted only.",
+    }[kind]
+    action = "Note the association with RLS."
+    actionable = False
+    if gaba and (esrd or ckd or egfr_ckd or (last is not None and last.value < limit)):
+        names = sorted({i.name for m in gaba for i in m.ingredients if i.drug_class == "gabapentinoid"})
+        evidence += [med_evidence(m, names) for m in gaba]
+        action = (
+            f"Renal dose check: {', '.join(names)} is renally cleared; adjust the dose to creatinine "
+            "clearance per the product label."
+        )
+        actionable = True
+        summary = clip(f"{cap(', '.join(names))} with eGFR/CKD: check renal dose. " + summary, 139)
+    return [
+        make(
+            ctx,
+            cid,
+            summary=summary,
+            reasoning=reasoning,
+            action=action,
+            evidence=evidence,
+            actionable=actionable,
+            strength=ctx.cause(cid).strength_for(kind),
+            data={
+                "kind": kind,
+                "latest_egfr": last.value if last else None,
+                "gabapentinoid": bool(gaba),
+            },
+        )
+    ]

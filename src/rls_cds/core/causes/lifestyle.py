@@ -1,0 +1,71 @@
+"""lifestyle (rls-clinical.md §2.11): current tobacco (diagnoses, latest smoking status), alcohol
+(diagnoses, AUDIT-C), caffeine-containing products."""
+
+from __future__ import annotations
+
+from rls_cds.core.findings import (
+    STRENGTH_ORDER,
+    Context,
+    Finding,
+    cap,
+    condition_evidence,
+    lab_evidence,
+    make,
+    med_evidence,
+)
+
+# --- lifestyle -----------------------------------------------------------------------------------
+
+
+def lifestyle(ctx: Context) -> list[Finding]:
+    cid = "lifestyle"
+    conds = ctx.facts.by_cause(cid)
+    evidence = [condition_evidence(c) for c in conds]
+    kinds = {c.qualifier or "lifestyle" for c in conds}
+    smoking = sorted(
+        (x for x in ctx.facts.labs if x.analyte == "smoking_status" and x.date is not None),
+        key=lambda x: (x.date, x.ref),
+        reverse=True,
+    )
+    if smoking:
+        latest = smoking[0]  # the newest status wins: a newer "former smoker" ends an older "current"
+        matches = [m for s, c in latest.coded for m in ctx.t.condition_matches(s, c) if m.cause == cid]
+        if matches:
+            kinds.add(matches[0].qualifier or "tobacco")
+            evidence.append(lab_evidence(latest, "smoking status: current use"))
+    audit = ctx.recent(
+        (x for x in ctx.facts.labs if x.analyte == "audit_c" and x.value is not None),
+        ctx.lookback(cid, "audit_c"),
+    )
+    if audit and audit[0].value >= ctx.threshold(cid, "audit_c_min"):
+        kinds.add("alcohol")
+        evidence.append(lab_evidence(audit[0], "AUDIT-C score suggests hazardous drinking"))
+    for m in ctx.facts.meds:
+        if m.draft or m.status not in ("active", "on-hold"):
+            continue
+        for role in ("caffeine", "alcohol"):
+            if any(i.role == role for i in m.ingredients):
+                kinds.add(role)
+                evidence.append(med_evidence(m, [i.name for i in m.ingredients if i.role == role]))
+    kinds.discard("lifestyle")
+    if not evidence:
+        return []
+    order = [k for k in ("alcohol", "caffeine", "tobacco") if k in kinds] or ["lifestyle factor"]
+    return [
+        make(
+            ctx,
+            cid,
+            fields={
+                "label": f"{cap(' and '.join(order))} use",
+                "date": max((e.date for e in evidence if e.date), default="date unknown"),
+            },
+            reasoning="AASM 2024 names alcohol and caffeine as exacerbating factors (moderate evidence); "
+            "tobacco is a weaker association. Nicotine replacement is not a reason for concern.",
+            evidence=evidence,
+            strength=min(
+                (ctx.cause(cid).strength_for(k) for k in order),
+                key=lambda x: STRENGTH_ORDER.get(x, 9),
+            ),
+            data={"factors": order},
+        )
+    ]

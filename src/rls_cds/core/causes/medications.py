@@ -1,0 +1,159 @@
+"""drug_induced and drug_withdrawal (rls-clinical.md §2.7-2.8): aggravating ingredients of active and
+draft orders (never RLS treatments or alternatives; topical routes excluded), recently stopped
+vasodilators, sedatives and imipramine."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from rls_cds.core.facts import MedFact
+from rls_cds.core.findings import (
+    STRENGTH_ORDER,
+    Context,
+    Finding,
+    cap,
+    day,
+    make,
+    med_evidence,
+    tidy,
+)
+
+# --- medications ---------------------------------------------------------------------------------
+
+
+def ing_key(i: Any) -> str:
+    """Identity of an ingredient across IN/PIN rows (a PIN maps to its IN; unverified RxCUIs by name)."""
+    return i.base_rxcui or i.rxcui or i.name.lower()
+
+
+def _aggravators(m: MedFact) -> list[Any]:
+    return [i for i in m.ingredients if i.role == "aggravator"]
+
+
+def drug_induced(ctx: Context) -> list[Finding]:
+    cid = "drug_induced"
+    groups: dict[tuple, list[MedFact]] = {}
+    for m in ctx.facts.meds:
+        if m.route_excluded:
+            continue
+        if not (m.draft or m.status in ("active", "on-hold")):
+            continue
+        agg = _aggravators(m)
+        if not agg:
+            continue
+        # Drafts are judged one by one (each gets its own delete action); active orders of the same
+        # drug(s) are one finding.
+        key = ("draft", m.ref) if m.draft else ("active", tuple(sorted(ing_key(i) for i in agg)))
+        groups.setdefault(key, []).append(m)
+    out = []
+    for (kind, _), meds in sorted(groups.items(), key=lambda kv: (kv[0][0] != "draft", str(kv[0][1]))):
+        agg = {ing_key(i): i for m in meds for i in _aggravators(m)}
+        ingredients = sorted(agg.values(), key=lambda i: (STRENGTH_ORDER.get(i.strength, 9), i.name))
+        names = [i.name for i in ingredients]
+        lead = ingredients[0]
+        strength = lead.strength
+        warn = any(i.indicator == "warning" for i in ingredients)
+        alternative = next((i.alternative for i in ingredients if i.alternative), None)
+        alt_short = alternative.split(" (")[0] if alternative else None
+        classes = sorted({i.drug_class for i in ingredients})
+        m0 = meds[0]
+        product = m0.display or ", ".join(names)
+        in_product = (
+            "" if product.lower().startswith(names[0].lower()) and len(names) == 1 else f" (in {product})"
+        )
+        drug = " + ".join(names)
+        certainty = min((m.certainty for m in meds), key=lambda c: ("code", "ingredient", "text").index(c))
+        if kind == "draft":
+            summary = f"{cap(drug)} order may aggravate RLS" + (
+                f"; consider {alt_short}" if alt_short else ""
+            )
+        else:
+            summary = (
+                f"Active {drug}{' ' + in_product.strip() if in_product and len(drug) < 40 else ''}"
+                " may aggravate RLS" + (f"; consider {alt_short}" if alt_short else "")
+            )
+        class_titles = ", ".join(ctx.class_title(c) for c in classes)
+        reasoning = (
+            f"{cap(drug)} ({class_titles}) is listed among drugs that may aggravate "
+            f"RLS ({strength} evidence; AASM 2024 names antihistaminergic, serotonergic and antidopaminergic "
+            "medications as exacerbating factors)."
+        )
+        if certainty == "text":
+            reasoning += (
+                " The drug was recognised by name in the order text only (no code matched): lower certainty."
+            )
+        elif certainty == "ingredient":
+            reasoning += (
+                " The product code is not in the tables; it was matched through its ingredient codes."
+            )
+        fields = {"drug": drug, "drug_class": class_titles, "alternative": alternative or "none known"}
+        if alternative:
+            action = f"Review the need for {drug}. " + tidy(ctx.cause(cid).render("action", **fields))
+        else:
+            action = f"Review the need for {drug} with the prescriber; no simple substitute."
+        if "beta_blocker" in classes:
+            action += " Never stop a beta-blocker abruptly."
+        out.append(
+            make(
+                ctx,
+                cid,
+                summary=summary,
+                fields=fields,
+                reasoning=reasoning,
+                action=action,
+                evidence=[med_evidence(m, names) for m in meds],
+                actionable=warn,
+                strength=strength,
+                data={
+                    "draft": kind == "draft",
+                    "orders": [m.ref for m in meds],
+                    "ingredients": names,
+                    "rxcuis": sorted(i.base_rxcui or i.rxcui for i in ingredients if i.base_rxcui or i.rxcui),
+                    "classes": classes,
+                    "alternative": alternative,
+                    "certainty": certainty,
+                },
+            )
+        )
+    return out
+
+
+def drug_withdrawal(ctx: Context) -> list[Finding]:
+    cid = "drug_withdrawal"
+    window = ctx.lookback(cid, "stopped_order")
+    current = {
+        ing_key(i)
+        for m in ctx.facts.meds
+        if m.draft or m.status in ("active", "on-hold")
+        for i in m.ingredients
+    }
+    found: dict[str, tuple[MedFact, Any, datetime]] = {}
+    for m in ctx.facts.meds:
+        if m.draft or m.status not in ("stopped", "completed") or m.route_excluded:
+            continue
+        for i in m.ingredients:
+            if not (i.role == "withdrawal" or i.withdrawal) or ing_key(i) in current:
+                continue
+            # No end date: authoredOn inside the window still proves the stop was recent.
+            when = m.ended or m.authored
+            if when is None or not (ctx.now - window <= when <= ctx.now + timedelta(days=1)):
+                continue
+            if ing_key(i) not in found or when > found[ing_key(i)][2]:
+                found[ing_key(i)] = (m, i, when)
+    if not found:
+        return []
+    items = sorted(found.values(), key=lambda x: x[1].name)
+    names = [i.name for _, i, _ in items]
+    return [
+        make(
+            ctx,
+            cid,
+            fields={"drug": ", ".join(names), "date": day(max(w for _, _, w in items))},
+            reasoning="Withdrawal of vasodilators, sedatives or imipramine is reported to trigger or worsen "
+            "RLS "
+            f"(weak evidence); stopped within the last {window.days} days with no active replacement.",
+            evidence=[med_evidence(m, [i.name], f"stopped/completed by {day(w)}") for m, i, w in items],
+            data={"ingredients": names},
+        )
+    ]

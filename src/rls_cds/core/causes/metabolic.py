@@ -1,0 +1,157 @@
+"""diabetes (diagnosis or HbA1c), and the low-lab causes: magnesium, vitamin B12 (with MMA), glucose."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rls_cds.core.facts import LabFact
+from rls_cds.core.findings import (
+    Context,
+    Finding,
+    all_tentative,
+    cond_fields,
+    condition_evidence,
+    day,
+    lab_evidence,
+    lab_fields,
+    lab_text,
+    make,
+    num,
+)
+
+# --- diabetes ------------------------------------------------------------------------------------
+
+
+def diabetes(ctx: Context) -> list[Finding]:
+    cid = "diabetes"
+    conds = ctx.facts.by_cause(cid) + [c for c in ctx.facts.conditions if c.qualifier == "also_diabetes"]
+    limit = ctx.threshold(cid, "hba1c_min")
+    a1c = ctx.recent(
+        (x for x in ctx.facts.labs if x.analyte == "hba1c" and x.value is not None),
+        ctx.lookback(cid, "hba1c"),
+    )
+    high = a1c[0] if a1c and a1c[0].value >= limit else None
+    if not conds and high is None:
+        return []
+    evidence = [condition_evidence(c) for c in conds] + ([lab_evidence(high)] if high else [])
+    fields = cond_fields(conds) if conds else lab_fields("HbA1c", high)
+    tent = all_tentative(conds) and high is None
+    return [
+        make(
+            ctx,
+            cid,
+            fields=fields,
+            reasoning=(
+                (f"Latest HbA1c {num(high.value)} % ({day(high.date)}). " if high and conds else "")
+                + "Diabetes is associated with RLS (moderate evidence), partly through neuropathy. "
+                + (
+                    f"HbA1c >= {num(limit)} % is in the diabetes range (ADA); confirm with a repeat test. "
+                    if high and not conds
+                    else ""
+                )
+            ).strip(),
+            evidence=evidence,
+            actionable=False if tent else None,
+            data={"hba1c": high.value if high else None},
+        )
+    ]
+
+
+# --- deficiencies and glucose --------------------------------------------------------------------
+
+
+def _lab_low_rule(
+    cid: str, analyte: str, limit_name: str, window_name: str, label: str, reasoning: str
+) -> Callable[[Context], list[Finding]]:
+    """Low lab (or a matching diagnosis): the latest value in the window decides (any value for
+    hypoglycemia); for magnesium the lab's own L/LL flag also counts (rls-clinical.md §2.9)."""
+
+    flags_low = cid == "magnesium_deficiency"
+
+    def rule(ctx: Context) -> list[Finding]:
+        conds = ctx.facts.by_cause(cid)
+        limit = ctx.threshold(cid, limit_name)
+        labs = ctx.recent(
+            (x for x in ctx.facts.labs if x.analyte == analyte and x.value is not None),
+            ctx.lookback(cid, window_name),
+        )
+        low = None
+        if labs:
+            # Hypoglycemia: any low value in the window counts; otherwise the latest value decides.
+            candidates = labs if cid == "hypoglycemia" else labs[:1]
+            low = min(
+                (x for x in candidates if x.value < limit or (flags_low and x.interpretation & {"L", "LL"})),
+                key=lambda x: x.value,
+                default=None,
+            )
+        extra = _b12_borderline(ctx, labs) if cid == "b12_deficiency" and low is None else None
+        if not conds and low is None and extra is None:
+            return []
+        evidence = [condition_evidence(c) for c in conds]
+        summary, fields = None, cond_fields(conds) if conds else {}
+        if low is not None:
+            evidence.insert(0, lab_evidence(low))
+            fields = lab_fields(label, low)
+        elif extra is not None:
+            evidence.extend(lab_evidence(x) for x in extra)
+            summary = (
+                f"{label} {lab_text(extra[0])} borderline, MMA {lab_text(extra[1])}: possible B12 deficiency"
+            )
+        tent = all_tentative(conds) and low is None and extra is None
+        return [
+            make(
+                ctx,
+                cid,
+                summary=summary,
+                fields=fields,
+                reasoning=reasoning,
+                evidence=evidence,
+                actionable=False if tent else None,
+                data={"value": low.value if low else None},
+            )
+        ]
+
+    rule.__name__ = cid
+    return rule
+
+
+def _b12_borderline(ctx: Context, b12: list[LabFact]) -> list[LabFact] | None:
+    if not b12:
+        return None
+    hi = ctx.threshold("b12_deficiency", "b12_borderline_max")
+    if not b12[0].value < hi:
+        return None
+    mma = ctx.recent(
+        (x for x in ctx.facts.labs if x.analyte == "mma" and x.value is not None),
+        ctx.lookback("b12_deficiency", "mma"),
+    )
+    if mma and mma[0].value > ctx.threshold("b12_deficiency", "mma_high"):
+        return [b12[0], mma[0]]
+    return None
+
+
+magnesium_deficiency = _lab_low_rule(
+    "magnesium_deficiency",
+    "magnesium",
+    "magnesium_low",
+    "magnesium",
+    "Magnesium",
+    "Low serum magnesium is reported to worsen RLS (weak evidence).",
+)
+b12_deficiency = _lab_low_rule(
+    "b12_deficiency",
+    "b12",
+    "b12_low",
+    "b12",
+    "Vitamin B12",
+    "Vitamin B12 deficiency causes neuropathy and is reported in secondary RLS (weak evidence). MMA is "
+    "falsely high in CKD.",
+)
+hypoglycemia = _lab_low_rule(
+    "hypoglycemia",
+    "glucose",
+    "glucose_low",
+    "glucose",
+    "Glucose",
+    "Hypoglycemia is reported among RLS triggers (weak evidence); ADA level 1 is < 70 mg/dL.",
+)

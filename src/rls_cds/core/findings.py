@@ -1,0 +1,275 @@
+"""What rules produce (``Finding`` with its ``Evidence``) and the helpers every rule uses to build one:
+the evaluation ``Context`` (facts, ``now``, terminology, missing data kinds), thresholds and look-back
+windows read from the cause definitions, evidence from facts, and ``make`` (texts from causes.yaml)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from rls_cds.core.facts import ConditionFact, Facts, LabFact, MedFact
+
+# --- output structs (public: the API, workers and panels store and render these) ----------------
+
+
+class Evidence(msgspec.Struct, omit_defaults=True, kw_only=True):
+    resource: str  # 'Observation/abc'
+    system: str | None = None
+    code: str | None = None
+    display: str | None = None
+    value: float | str | None = None
+    unit: str | None = None
+    date: str | None = None  # YYYY-MM-DD
+    certainty: str = "code"  # 'code' | 'ingredient' | 'text'
+    note: str | None = None
+
+
+class Finding(msgspec.Struct, kw_only=True):
+    cause: str
+    strength: str  # 'strong' | 'moderate' | 'weak' | 'informational'
+    actionable: bool
+    summary: str  # < 140 characters, names the value or drug
+    reasoning: str
+    action: str
+    evidence: list[Evidence]
+    data: dict[str, Any] = {}
+    title: str = ""
+    reference_label: str = ""
+    reference_url: str = ""
+    background: str = ""  # the cause's detail text (causes.yaml); "{evidence}" marks the evidence list
+
+
+# Every analyte some rule below reads; other labs (hemoglobin, MCV, creatinine, BUN) are context only
+# and are not even converted. Keep in step with the rules (tests/core check each analyte is used).
+
+STRENGTH_ORDER = {"strong": 0, "moderate": 1, "weak": 2, "informational": 3, "insufficient": 4, "none": 5}
+
+
+@dataclass
+class Context:
+    facts: Facts
+    now: datetime
+    t: Any  # Terminology
+    missing: frozenset[str]
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def cause(self, cause_id: str):
+        return self.t.causes[cause_id]
+
+    def threshold(self, cause_id: str, name: str) -> float:
+        return float(self.cause(cause_id).thresholds[name])
+
+    def lookback(self, cause_id: str, name: str) -> timedelta:
+        return timedelta(days=int(self.cause(cause_id).lookback_days[name]))
+
+    def recent(self, labs: Iterable[LabFact], window: timedelta) -> list[LabFact]:
+        """Labs dated inside ``window`` before now (a day of clock skew tolerated), newest first."""
+        lo, hi = self.now - window, self.now + timedelta(days=1)
+        return sorted(
+            (lab for lab in labs if lab.date is not None and lo <= lab.date <= hi),
+            key=lambda lab: (lab.date, lab.ref),
+            reverse=True,
+        )
+
+    def class_title(self, drug_class: str) -> str:
+        titles = getattr(self.t, "drug_classes", None) or {}
+        entry = titles.get(drug_class) if isinstance(titles, dict) else None
+        title = getattr(entry, "title", entry) if entry is not None else None
+        return str(title) if title else drug_class.replace("_", " ")
+
+    @property
+    def has_rls(self) -> bool:
+        return bool(self.facts.by_cause("rls"))
+
+
+# --- formatting helpers --------------------------------------------------------------------------
+
+
+def num(value: float | None) -> str:
+    if value is None:
+        return "?"
+    if abs(value - round(value)) < 1e-9:
+        return str(int(round(value)))
+    return (
+        f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) < 10 else f"{value:.1f}".rstrip("0").rstrip(".")
+    )
+
+
+def day(dt: datetime | None) -> str | None:
+    return dt.date().isoformat() if dt is not None else None
+
+
+def lab_text(lab: LabFact) -> str:
+    cmp = lab.comparator or ""
+    unit = f" {lab.unit}" if lab.unit and lab.unit != "%" else (lab.unit or "")
+    return f"{cmp}{num(lab.value)}{unit}"
+
+
+def lab_evidence(lab: LabFact, note: str | None = None) -> Evidence:
+    conv = None
+    if lab.raw_unit and lab.raw_unit != lab.unit and lab.raw_value is not None:
+        conv = f"reported as {lab.raw_value} {lab.raw_unit}"
+    notes = "; ".join(x for x in (conv, note) if x) or None
+    return Evidence(
+        resource=lab.ref,
+        system=lab.system,
+        code=lab.code,
+        display=lab.display or lab.analyte,
+        value=lab.value if lab.value is not None else lab.text,
+        unit=lab.unit if lab.value is not None else None,
+        date=day(lab.date),
+        note=notes,
+    )
+
+
+def condition_evidence(c: ConditionFact, note: str | None = None) -> Evidence:
+    notes = [note] if note else []
+    if c.tentative:
+        notes.append("diagnosis not confirmed (provisional/differential)")
+    if c.no_status:
+        notes.append("no clinicalStatus given; read as active")
+    return Evidence(
+        resource=c.ref,
+        system=c.system,
+        code=c.code,
+        display=c.display,
+        date=day(c.date),
+        note="; ".join(notes) or None,
+    )
+
+
+_CERTAINTY_NOTE = {
+    "ingredient": "product code not in the tables; matched through the Medication's ingredient codes",
+    "text": "no code matched; matched by drug name in the order text (lower certainty)",
+}
+
+
+def med_evidence(m: MedFact, names: list[str], note: str | None = None) -> Evidence:
+    notes = ["draft order (being decided)" if m.draft else f"{m.status} order, intent {m.intent or '?'}"]
+    if m.certainty in _CERTAINTY_NOTE:
+        notes.append(_CERTAINTY_NOTE[m.certainty])
+    if m.via_reference:
+        notes.append(f"drug read from a {m.via_reference} Medication (medicationReference)")
+    if note:
+        notes.append(note)
+    return Evidence(
+        resource=m.ref,
+        system=m.system,
+        code=m.code,
+        display=m.display or ", ".join(names),
+        value=", ".join(names),
+        date=day(m.authored),
+        certainty=m.certainty,
+        note="; ".join(notes),
+    )
+
+
+MAX_EVIDENCE_PER_TYPE = 3  # a card lists the few resources that carry it, not the whole history
+
+
+def dedupe(evidence: list[Evidence]) -> list[Evidence]:
+    """One entry per resource, at most MAX_EVIDENCE_PER_TYPE per resource type (first ones kept:
+    rules list the deciding evidence first); the last kept entry says how many more there were."""
+    seen: set[str] = set()
+    kept: dict[str, list[Evidence]] = {}
+    extra: dict[str, int] = {}
+    out: list[Evidence] = []
+    for e in evidence:
+        if e.resource in seen:
+            continue
+        seen.add(e.resource)
+        kind = e.resource.split("/", 1)[0]
+        if len(kept.setdefault(kind, [])) >= MAX_EVIDENCE_PER_TYPE:
+            extra[kind] = extra.get(kind, 0) + 1
+            continue
+        kept[kind].append(e)
+        out.append(e)
+    for kind, n in extra.items():
+        last = kept[kind][-1]
+        last.note = "; ".join(x for x in (last.note, f"and {n} more {kind} resource(s)") if x)
+    return out
+
+
+def cap(text: str) -> str:
+    """First letter upper-case, the rest untouched (units such as ng/mL keep their case)."""
+    return text[:1].upper() + text[1:]
+
+
+def clip(text: str, limit: int = 139) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def tidy(text: str) -> str:
+    """A filled template with some values left empty: drop '()' and doubled spaces."""
+    text = text.replace("()", "").replace("( )", "")
+    text = re.sub(r"\s+([:;,.])", r"\1", re.sub(r"[ \t]+", " ", text))
+    return text.strip()
+
+
+def make(
+    ctx: Context,
+    cause_id: str,
+    *,
+    reasoning: str,
+    evidence: list[Evidence],
+    summary: str | None = None,
+    action: str | None = None,
+    fields: dict[str, Any] | None = None,
+    actionable: bool | None = None,
+    strength: str | None = None,
+    data: dict | None = None,
+) -> Finding:
+    """A finding of ``cause_id``. Summary and action default to the cause's templates in
+    causes.yaml filled with ``fields`` ({label} {value} {unit} {date} {drug} ...); rules pass their
+    own wording only for sub-cases one template cannot name (IV-only band, ESRD rule, ...). The
+    cause's detail template becomes the card's background, with ``{evidence}`` left for the card."""
+    cause = ctx.cause(cause_id)
+    values = {k: ("" if v is None else v) for k, v in (fields or {}).items()}
+    values.setdefault("title", cause.title)
+    if summary is None:
+        summary = tidy(cause.render("summary", **values))
+    if action is None:
+        action = tidy(cause.render("action", **values))
+    background = cause.render("detail", **{**values, "evidence": "{evidence}"}).strip()
+    return Finding(
+        cause=cause_id,
+        strength=strength or cause.strength,
+        actionable=bool(cause.actionable if actionable is None else actionable),
+        summary=clip(cap(summary)),
+        reasoning=reasoning,
+        action=action,
+        evidence=dedupe(evidence),
+        data=data or {},
+        title=cause.title,
+        reference_label=cause.reference_label,
+        reference_url=cause.reference_url,
+        background=background,
+    )
+
+
+def cond_fields(conds: list[ConditionFact]) -> dict[str, Any]:
+    c = conds[0]
+    return {"label": f"{c.display or c.code} ({c.code})", "date": day(c.date) or "date unknown"}
+
+
+def lab_fields(label: str, lab: LabFact) -> dict[str, Any]:
+    return {
+        "label": label,
+        "value": f"{lab.comparator or ''}{num(lab.value)}",
+        "unit": lab.unit,
+        "date": day(lab.date),
+    }
+
+
+def cond_name(conds: list[ConditionFact]) -> str:
+    c = conds[0]
+    return f"{c.display or c.code} ({c.code})"
+
+
+def all_tentative(conds: list[ConditionFact]) -> bool:
+    return bool(conds) and all(c.tentative for c in conds)

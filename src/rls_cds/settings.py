@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     # Bulk $export: give up waiting for the server's export after this long; download attempts per file.
     panel_export_timeout_seconds: float = Field(3600.0, gt=0)
     panel_download_attempts: int = Field(3, ge=1, le=20)
-    # Shared secret expected in the X-Subscription-Secret header of FHIR Subscription notifications.
+    # Secret expected in the X-Subscription-Secret header of FHIR Subscription notifications; several
+    # comma-separated secrets are accepted (one per Subscription, or old + new while rotating).
     subscription_secret: SecretStr | None = None
 
 

@@ -18,6 +18,7 @@ from tests.support.redis_server import start_redis
 pytestmark = pytest.mark.slow
 
 SECRET = "s3cret-" + uuid.uuid4().hex
+OTHER_SECRET = "other-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def stack(tmp_path_factory, servers_file):
         work / "cds",
         env={
             "REDIS_URL": broker.url,
-            "RLS_SUBSCRIPTION_SECRET": SECRET,
+            "RLS_SUBSCRIPTION_SECRET": f"{OTHER_SECRET},{SECRET}",  # one per Subscription
             "RLS_FHIR_SERVERS_FILE": str(servers_file),
             "RLS_TRIGGER_COALESCE_SECONDS": "30",
         },
@@ -119,6 +120,8 @@ def test_wrong_or_missing_secret_is_401(stack):
     assert _notify(server, body, secret="wrong").status_code == 401
     missing = _notify(server, body, secret=None)
     assert missing.status_code == 401 and missing.json()["error"] == "unauthorized"
+    assert _notify(server, body, secret=f"{OTHER_SECRET},{SECRET}").status_code == 401  # the list itself
+    assert _notify(server, None, secret=OTHER_SECRET).status_code == 200  # any one configured secret
 
 
 def _backport(base: str, ntype: str, patient_ref: str | None = None, focus: str | None = None) -> dict:

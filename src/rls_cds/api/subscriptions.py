@@ -48,8 +48,11 @@ def _check_secret(request: Request, rt: Runtime) -> None:
             "subscriptions_not_configured",
             "this service accepts FHIR Subscription notifications only when RLS_SUBSCRIPTION_SECRET is set",
         )
-    given = request.headers.get(SECRET_HEADER, "")
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+    given = request.headers.get(SECRET_HEADER, "").encode()
+    accepted = [x.strip().encode() for x in expected.get_secret_value().split(",") if x.strip()]
+    # Compare against every accepted secret (constant time each, no early exit on a match).
+    matches = [hmac.compare_digest(given, secret) for secret in accepted]
+    if not given or not any(matches):
         raise ApiError(401, "unauthorized", "missing or wrong X-Subscription-Secret header")
 
 

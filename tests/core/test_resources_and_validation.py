@@ -131,3 +131,19 @@ def test_draft_orders_bundle_without_type_is_said_on_the_draft_card(run):
         c for c in render_cards(a, hook="order-sign") if c["source"]["topic"]["code"] == "drug_induced"
     )
     assert "Bundle without 'type'" in card["detail"]
+
+
+def test_analytes_read_match_the_rules_and_the_tables(terminology):
+    """ANALYTES_READ gates which labs are converted at all: it must cover every analyte a rule names."""
+    import re
+    from pathlib import Path
+
+    from rls_cds.core import rules
+
+    table_analytes = {lab.analyte for lab in terminology.labs.values()}
+    assert rules.ANALYTES_READ <= table_analytes
+    source = "\n".join(p.read_text() for p in (Path(rules.__file__).parent / "causes").glob("*.py"))
+    named = set(re.findall(r'"([a-z0-9_]+)"', source)) & table_analytes
+    assert named <= rules.ANALYTES_READ, named - rules.ANALYTES_READ
+    for analyte in rules.ANALYTES_READ:
+        assert terminology.lab_codes_for({analyte}), analyte

@@ -269,3 +269,29 @@ def test_surgery_from_procedures_needs_a_window_in_the_tables(run, terminology):
     assert "surgery" not in causes(
         evaluate(rls_patient(_procedure(20, "not-done")), now=F.NOW, terminology=t)
     )
+
+
+def test_family_history_negatives_and_prescribing_silence(run):
+    refuted = F.condition(
+        F.ICD10, "Z82.0", "Family history of nervous system disease", verification="refuted"
+    )
+    cancer = F.condition(F.ICD10, "Z80.0", "Family history of malignant neoplasm of digestive organs")
+    assert "hereditary" not in causes(run(rls_patient(refuted, cancer)))
+    fam = F.condition(F.ICD10, "Z82.0", "Family history of nervous system disease")
+    assert "hereditary" in causes(run(rls_patient(fam)))
+    # Informational: shown on patient-view as info, never at prescribing.
+    drafts = [F.draft("310430", "gabapentin 100 MG Oral Capsule", rid="g")]
+    assert "hereditary" not in [
+        c["source"]["topic"]["code"] for c in run.cards(rls_patient(fam), "order-sign", drafts)
+    ]
+
+
+def test_acute_stress_reaction_icd_code_is_stress(run):
+    f = finding(run(rls_patient(F.condition(F.ICD10, "F43.0", "Acute stress reaction"))), "stress")
+    assert f.strength == "informational" and "F43.0" in f.summary
+
+
+def test_provisional_rheumatoid_arthritis_is_not_actionable(run):
+    c = F.condition(F.ICD10, "M06.9", "Rheumatoid arthritis, unspecified", verification="provisional")
+    f = finding(run(rls_patient(c)), "rheumatoid_arthritis")
+    assert not f.actionable and "unconfirmed" in f.summary

@@ -135,13 +135,21 @@ def world(tmp_path_factory, fhir_server, fault_proxy_session, terminology):
             "schedule": "0 2 * * *",
         },  # fmt: skip
         "clinic-search": {"fhir_server": fhir_server.base_url, "patients": ids, "strategy": "search"},
+        "writeback": {
+            "fhir_server": fhir_server.base_url,
+            "patients": ["pnl-pos", "pnl-neg"],
+            "strategy": "search",
+            "writeback": True,
+        },  # fmt: skip
         "via-proxy-search": {"fhir_server": proxy, "patients": ids[:10], "strategy": "search"},
         "via-proxy-bulk": {"fhir_server": proxy, "group": "pnl-clinic", "strategy": "bulk"},
     }
     (work / "panels.yaml").write_text(yaml.safe_dump({"panels": panels}))
     # Bulk status and file URLs are not resource-typed: sekmet asks for a wildcard system scope (read),
     # and treats the DELETE that ends an export like a resource delete.
-    servers = fhir_server.write_fhir_servers_file(work / "fhir-servers.yaml", scopes="system/*.rs system/*.d")
+    servers = fhir_server.write_fhir_servers_file(
+        work / "fhir-servers.yaml", scopes="system/*.rs system/*.d system/DetectedIssue.cu"
+    )
     doc = yaml.safe_load(servers.read_text())
     doc["servers"][proxy] = dict(doc["servers"][fhir_server.base_url])
     servers.write_text(yaml.safe_dump(doc))
@@ -231,6 +239,25 @@ def test_search_strategy_for_servers_without_bulk(world, terminology):
     assert report["counts"]["patients_assessed"] == N + 2
     now = datetime.fromisoformat(report["evaluated_at"])
     assert _worklist(report) == _expected(world["patients"], now, terminology)
+
+
+def test_detected_issue_write_back_is_idempotent(world):
+    for _ in range(2):  # a second run updates the same DetectedIssue instead of adding one
+        report, _out = _run(world, "writeback")
+        assert report["status"] == "succeeded", report["errors"]
+    found = world["fhir"].search("DetectedIssue?_count=1000")  # filtered here: not all servers index patient
+    issues = [
+        e["resource"] for e in found.get("entry", []) if e["resource"]["resourceType"] == "DetectedIssue"
+    ]
+    by_patient: dict[str, list[str]] = {}
+    for issue in issues:
+        assert issue["status"] == "preliminary"
+        by_patient.setdefault(issue["patient"]["reference"], []).append(issue["code"]["coding"][0]["code"])
+    expected = sorted(
+        f["cause"] for row in report["worklist"] if row["patient"] == "pnl-pos" for f in row["findings"]
+    )
+    assert sorted(by_patient["Patient/pnl-pos"]) == expected and "iron_deficiency" in expected
+    assert "Patient/pnl-neg" not in by_patient
 
 
 def test_fhir_server_down_patients_in_error_report_never_success(world, fault_proxy):

@@ -1,6 +1,6 @@
 """Optional write-back of actionable findings as FHIR ``DetectedIssue`` resources (panel ``writeback: true``).
 
-Each (panel, patient, cause) has one DetectedIssue with a deterministic id, written with PUT, so a
+Each (panel, patient, finding) has one DetectedIssue with a deterministic id, written with PUT, so a
 re-run or a chunk processed twice updates the same resource instead of adding another.
 """
 
@@ -14,8 +14,12 @@ import requests
 CAUSE_SYSTEM = "https://rls-cds.example.org/fhir/CodeSystem/rls-cause"
 
 
-def issue_id(panel: str, patient_id: str, cause: str) -> str:
-    return "rls-" + hashlib.sha256(f"{panel}|{patient_id}|{cause}".encode()).hexdigest()[:40]
+def issue_id(panel: str, patient_id: str, finding: dict) -> str:
+    """Same finding (cause; for drug causes also which drug, as the store compares them), same id."""
+    from rls_cds.background.store import finding_identity
+
+    key = f"{panel}|{patient_id}|{finding_identity(finding)}"
+    return "rls-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
 def detected_issue(panel: str, patient_id: str, finding: dict, identified: str) -> dict:
@@ -26,7 +30,7 @@ def detected_issue(panel: str, patient_id: str, finding: dict, identified: str) 
     ]
     out: dict[str, Any] = {
         "resourceType": "DetectedIssue",
-        "id": issue_id(panel, patient_id, finding["cause"]),
+        "id": issue_id(panel, patient_id, finding),
         "status": "preliminary",
         "code": {"coding": [{"system": CAUSE_SYSTEM, "code": finding["cause"]}]},
         "severity": "moderate" if finding.get("strength") in ("strong", "moderate") else "low",

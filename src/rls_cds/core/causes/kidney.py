@@ -10,7 +10,6 @@ from rls_cds.core.findings import (
     Context,
     Finding,
     cap,
-    clip,
     cond_fields,
     cond_name,
     condition_evidence,
@@ -115,7 +114,13 @@ def kidney_disease(ctx: Context) -> list[Finding]:
             "clearance per the product label."
         )
         actionable = True
-        summary = clip(f"{cap(', '.join(names))} with eGFR/CKD: check renal dose. " + summary, 139)
+        if esrd:
+            why = f"ESRD/dialysis ({esrd[0].code})"
+        elif ckd:
+            why = f"CKD ({ckd[0].code})"
+        else:
+            why = f"eGFR {num(last.value)} ({day(last.date)})"
+        summary = f"{cap(' and '.join(names))} with {why}: check the renal dose (renally cleared)"
     return [
         make(
             ctx,

@@ -224,10 +224,12 @@ def _backoff(retries: int) -> float:
     return random.uniform(settings.task_retry_backoff_seconds / 2, ceiling)
 
 
-def _dead_letter(store: Store, tenant: str, patient_id, task_id, reason: str, retries: int) -> None:
-    pkey = patient_key(tenant, patient_id) if isinstance(patient_id, str) else None
-    entry = {"task": "reevaluate_patient", "task_id": task_id, "patient": pkey, "reason": reason}
-    entry["retries"] = retries
+def _dead_letter(
+    store: Store, tenant, patient_id, task_id, reason: str, retries: int, task: str = "reevaluate_patient"
+) -> None:
+    ok = isinstance(tenant, str) and isinstance(patient_id, str)
+    pkey = patient_key(tenant, patient_id) if ok else None
+    entry = {"task": task, "task_id": task_id, "patient": pkey, "reason": reason, "retries": retries}
     try:
         store.dead_letter(tenant if isinstance(tenant, str) and tenant else "default", entry)
     except redis.RedisError:
@@ -320,11 +322,13 @@ def reevaluate_focus(
         queued = enqueue_reevaluation(tenant, fhir_server, patient, reason, store=store)
         return {"outcome": "queued" if queued.queued else "coalesced", "patient": queued.patient}
     except PermanentFailure as exc:
-        _dead_letter(store, tenant, None, self.request.id, exc.reason, retries)
+        _dead_letter(store, tenant, None, self.request.id, exc.reason, retries, "reevaluate_focus")
         return {"outcome": "dead_letter", "reason": exc.reason}
     except (RetryableFailure, redis.RedisError) as exc:
         reason_text = getattr(exc, "reason", None) or type(exc).__name__
         if retries >= settings.task_max_retries:
-            _dead_letter(store, tenant, None, self.request.id, f"{reason_text} (gave up)", retries)
+            _dead_letter(
+                store, tenant, None, self.request.id, f"{reason_text} (gave up)", retries, "reevaluate_focus"
+            )
             return {"outcome": "dead_letter", "reason": reason_text}
         raise self.retry(countdown=_backoff(retries), max_retries=settings.task_max_retries) from None

@@ -269,3 +269,15 @@ def test_unknown_product_with_a_topical_route_code_is_not_flagged(run):
     assert "drug_induced" not in causes(run(rls_patient(order)))
     order["dosageInstruction"][0]["route"]["coding"][0].update(code="26643006", display="Oral route")
     assert "drug_induced" in causes(run(rls_patient(order)))
+
+
+def test_urn_uuid_medication_reference_as_in_synthea_bundles(run):
+    mid = "8a1c7b3e-2f4d-4c6a-9e1b-3d5f7a9c1e2b"
+    med = F.medication(
+        mid, [{"system": F.RXNORM, "code": "312941", "display": "sertraline 50 MG Oral Tablet"}]
+    )
+    order = F.med_request(None, "sertraline")
+    order.pop("medicationCodeableConcept")
+    order["medicationReference"] = {"reference": f"urn:uuid:{mid}"}
+    f = finding(run(rls_patient(order, med)), "drug_induced")
+    assert f.evidence[0].certainty == "code" and "sertraline" in f.summary.lower()

@@ -395,11 +395,14 @@ def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings) -> bool:
 
 
 def _medication_index(resources: list[dict]) -> dict[str, dict]:
-    return {
-        f"Medication/{r['id']}": r
-        for r in resources
-        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
-    }
+    """Medications of the input by 'Medication/<id>' and by 'urn:uuid:<id>' (transaction/collection
+    Bundles such as Synthea's reference entries by their urn:uuid fullUrl, which equals the id)."""
+    index: dict[str, dict] = {}
+    for r in resources:
+        if type(r) is dict and r.get("resourceType") == "Medication" and isinstance(r.get("id"), str):
+            index[f"Medication/{r['id']}"] = r
+            index[f"urn:uuid:{r['id']}"] = r
+    return index
 
 
 def _resolve_medication(res: dict, medications: dict[str, dict]) -> tuple[dict | None, str | None]:
@@ -412,6 +415,9 @@ def _resolve_medication(res: dict, medications: dict[str, dict]) -> tuple[dict |
             if isinstance(c, dict) and c.get("resourceType") == "Medication" and c.get("id") == target[1:]:
                 return c, "contained"
         return None, None
+    if target.startswith("urn:uuid:"):
+        found = medications.get(target)
+        return (found, "bundle") if found is not None else (None, None)
     parts = target.rstrip("/").split("/")
     if "_history" in parts:
         parts = parts[: parts.index("_history")]

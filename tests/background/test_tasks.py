@@ -94,6 +94,22 @@ def test_poison_task_ends_in_dead_letter_with_reason(
     assert store.redis.llen("hooks") == 0 and store.redis.hlen("unacked") == 0, "nothing loops"
 
 
+def test_task_that_keeps_losing_its_worker_is_dead_lettered(
+    broker_url, store, tenant, celery_workers, fhir_server, servers_file, bg_patients
+):
+    """A task redelivered again and again (each delivery killed its worker, so late acks requeue it
+    forever) is stopped by its delivery count. The count of earlier lost deliveries is preset here."""
+    celery_workers.start(broker_url, env=worker_env(servers_file))
+    task_id = f"poison-{tenant}"
+    store.redis.set(f"rls:deliveries:{task_id}", 4)  # four deliveries already lost with their workers
+    app = client_app(broker_url)
+    args = [tenant, fhir_server.base_url, bg_patients["iron_ssri"], "manual"]
+    answer = app.send_task(TASK, args=args, queue="hooks", task_id=task_id).get(timeout=60)
+    assert answer == {"outcome": "dead_letter", "reason": "delivered 5 times (the worker was lost each time)"}
+    assert store.dead_letters(tenant)[0]["task_id"] == task_id
+    assert store.get_assessment(tenant, bg_patients["iron_ssri"]) is None
+
+
 def test_worker_killed_mid_task_has_it_redelivered(
     broker_url, store, tenant, celery_workers, fault_proxy, servers_file, bg_patients
 ):

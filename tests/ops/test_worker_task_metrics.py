@@ -3,6 +3,8 @@ duration in a real Redis, where the API's /metrics collector reads them."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from celery import Celery
@@ -68,3 +70,28 @@ def _scrape(url: str) -> str:
     registry = CollectorRegistry()
     metrics.register_background_metrics(registry, Store(redis.Redis.from_url(url)))
     return generate_latest(registry).decode()
+
+
+@pytest.mark.slow
+def test_a_real_worker_records_its_tasks(tmp_path, celery_workers):
+    """`rls-cds worker` (celery_app wires the signals): a task it runs shows up in /metrics' data."""
+    from tests.support.celery_workers import client_app
+
+    server = start_redis(tmp_path / "redis")
+    try:
+        celery_workers.start(server.url)
+        result = client_app(server.url).send_task(
+            "rls_cds.background.tasks.reevaluate_focus",
+            args=["ops-tenant", "http://127.0.0.1:9/fhir", "not a reference", "ops-test"],
+            queue="hooks",
+            routing_key="hooks",
+        )
+        result.get(timeout=30)
+        store = Store(redis.Redis.from_url(server.url))
+        end = time.monotonic() + 5  # postrun fires just after the result is stored
+        while not store.task_stats()[0] and time.monotonic() < end:
+            time.sleep(0.05)
+        counts, _ = store.task_stats()
+        assert counts.get("reevaluate_focus|success") == 1, counts
+    finally:
+        stop_process(server.process)

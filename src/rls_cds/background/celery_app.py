@@ -21,6 +21,7 @@ import logging
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
+from rls_cds.background.metrics import connect_worker_signals
 from rls_cds.background.store import redis_url
 from rls_cds.settings import get_settings
 
@@ -99,6 +100,7 @@ def configure(app: Celery, settings=None) -> Celery:
 
 
 app = configure(Celery("rls_cds", include=_present(TASK_MODULES)))
+connect_worker_signals()  # every task's outcome and duration -> Redis -> the API's /metrics
 
 
 class _NoTaskArgs(logging.Filter):

@@ -147,3 +147,12 @@ def test_analytes_read_match_the_rules_and_the_tables(terminology):
     assert named <= rules.ANALYTES_READ, named - rules.ANALYTES_READ
     for analyte in rules.ANALYTES_READ:
         assert terminology.lab_codes_for({analyte}), analyte
+
+
+def test_non_finite_values_from_python_callers_are_reported_not_raised(run):
+    inf, nan = F.ferritin(1, rid="inf"), F.ferritin(1, rid="nan")
+    inf["valueQuantity"]["value"] = float("inf")
+    nan["valueQuantity"]["value"] = float("nan")
+    a = run([F.patient(), F.rls(), inf, nan])
+    assert "iron_deficiency" not in causes(a)
+    assert sum("not a finite number" in w for w in a.warnings) == 2

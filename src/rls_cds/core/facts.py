@@ -18,6 +18,7 @@ Semantics applied here (rls-clinical.md §1):
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -185,7 +186,7 @@ class _Memo:
     """Per-call memo of terminology lookups: a record repeats the same few codes (CBC/BMP panels,
     refills of one product) hundreds of times. Lives only for one ``extract`` call (no global state)."""
 
-    __slots__ = ("_t", "_cond", "_lab", "_drug", "_text")
+    __slots__ = ("_t", "_cond", "_lab", "_drug", "_text", "_units")
 
     def __init__(self, t: Any):
         self._t = t
@@ -193,6 +194,7 @@ class _Memo:
         self._lab: dict = {}
         self._drug: dict = {}
         self._text: dict = {}
+        self._units: dict = {}
 
     def condition_matches(self, system: str, code: str):
         key = (system, code)
@@ -218,6 +220,16 @@ class _Memo:
         if found is None:
             found = self._text[text] = self._t.drug_by_text(text)
         return found
+
+    def convert(self, analyte: str, value: float, unit: str) -> float | None:
+        """``t.convert`` through a per-call memo of the (affine: factor and offset, units.csv) conversion
+        of each (analyte, unit) pair: two table lookups per unit spelling instead of one per value."""
+        key = (analyte, unit)
+        line = self._units.get(key)
+        if line is None:
+            zero, one = self._t.convert(analyte, 0.0, unit), self._t.convert(analyte, 1.0, unit)
+            line = self._units[key] = (one - zero, zero) if zero is not None and one is not None else False
+        return None if line is False else line[0] * value + line[1]
 
     def __getattr__(self, name: str):  # convert, route_of_text, ... straight through
         return getattr(self._t, name)
@@ -374,6 +386,9 @@ def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str]) -> bool:
 
 
 def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings) -> bool:
+    if not math.isfinite(raw):
+        warnings.append(f"{fact.ref}: {fact.analyte} value is not a finite number; not used")
+        return False
     fact.raw_value = int(raw) if raw == int(raw) else raw
     fact.raw_unit = (
         unit_text if isinstance(unit_text, str) else unit_code if isinstance(unit_code, str) else None

@@ -660,7 +660,7 @@ def extract(
             elif rtype == "Patient":
                 facts.patient = _patient_ref(res) or facts.patient
                 continue
-        except (TypeError, AttributeError, ValueError, KeyError) as exc:
+        except (TypeError, AttributeError, ValueError, KeyError, ArithmeticError) as exc:
             # Malformed shapes the thin reader did not anticipate: skip the resource, keep going.
             facts.warnings.append(f"{ref}: could not be read ({type(exc).__name__}); skipped")
             continue

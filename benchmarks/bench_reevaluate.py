@@ -67,12 +67,19 @@ def run(work: Path, fhir, servers: Path, ids: list[str], workers: int) -> dict:
         outcomes = batch(ids, "bench")
         elapsed = time.perf_counter() - start
         bad = [o for o in outcomes if o.get("outcome") != "stored"]
+        import redis
+
+        seconds = redis.Redis.from_url(broker.url).hgetall("rls:stats:task_seconds")
+        counts = redis.Redis.from_url(broker.url).hgetall("rls:stats:tasks")
+        key = b"reevaluate_patient|stored"
+        mean_ms = 1000 * float(seconds.get(key, 0)) / max(1, int(counts.get(key, 1)))
         return {
             "workers": workers,
             "patients": len(ids),
             "seconds": round(elapsed, 2),
             "per_second": round(len(ids) / elapsed, 1),
             "not_stored": len(bad),
+            "mean_task_ms": round(mean_ms, 1),  # inside the task: FHIR reads + core + store
         }
     finally:
         for p in procs:
@@ -113,7 +120,8 @@ def main() -> int:
     for row in rows:
         print(
             f"{row['workers']} worker process(es): {row['patients']} patients in {row['seconds']} s "
-            f"= {row['per_second']} re-evaluations/s (not stored: {row['not_stored']})"
+            f"= {row['per_second']} re-evaluations/s, {row['mean_task_ms']} ms per task "
+            f"(not stored: {row['not_stored']})"
         )
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=2))

@@ -81,9 +81,10 @@ def configure(app: Celery, settings=None) -> Celery:
         task_time_limit=limit,
         task_soft_time_limit=max(1, int(limit * 0.8)),
         result_expires=24 * 3600,
-        task_track_started=True,
-        task_send_sent_event=True,  # Flower shows queued tasks too
-        worker_send_task_events=True,
+        # Task events cost a Redis publish each: off by default; Flower switches them on in the
+        # workers it watches (its --enable_events default), `celery control enable_events` too.
+        task_track_started=False,
+        worker_send_task_events=False,
         task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
         task_default_queue="hooks",
         task_default_routing_key="hooks",

@@ -37,6 +37,8 @@ STAGES = {
     "rls_cds/core/resources.py": "flatten",
     "rls_cds/core/facts.py": "facts",
     "rls_cds/core/rules.py": "rules",
+    "rls_cds/core/causes/": "rules",
+    "rls_cds/core/findings.py": "rules",
     "rls_cds/core/validation.py": "validation",
     "rls_cds/core/cards.py": "cards",
     "rls_cds/core/engine.py": "engine",

@@ -156,3 +156,17 @@ def test_non_finite_values_from_python_callers_are_reported_not_raised(run):
     a = run([F.patient(), F.rls(), inf, nan])
     assert "iron_deficiency" not in causes(a)
     assert sum("not a finite number" in w for w in a.warnings) == 2
+
+
+def test_chain_of_invalid_evidence_never_reaches_a_finding(run):
+    # Each newer ferritin is invalid; after every pass an older invalid one would take its place.
+    labs = []
+    for i in range(8):
+        lab = F.ferritin(20 + i, rid=f"bad-{i}", days=10 + i)
+        lab["status"] = "final"
+        lab["issued"] = "not-a-date"  # invalid FHIR instant, readable otherwise
+        labs.append(lab)
+    a = run([F.patient(), F.rls(), *labs])
+    assert "iron_deficiency" not in causes(a)
+    assert all(e.resource.startswith("Condition/") for f in a.findings for e in f.evidence)
+    assert any("withheld" in w for w in a.warnings)

@@ -190,6 +190,12 @@ def evaluate(
             check(ref, facts.sources[ref])
         if not any(not checked[ref] for ref in pending):
             break
+    else:
+        # Pathological input (invalid evidence replaced by more invalid evidence, pass after pass):
+        # never cite a resource that failed or skipped validation.
+        trusted = {ref for ref, ok in checked.items() if ok}
+        findings = [f for f in findings if all(e.resource in trusted for e in f.evidence)]
+        warnings.append("some findings were withheld: their evidence kept failing FHIR validation")
 
     warnings.extend(facts.warnings)
     for f in findings:

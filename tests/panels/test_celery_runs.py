@@ -4,6 +4,7 @@ own judgement, incremental `_since`, per-patient search strategy, FHIR server do
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -239,6 +240,15 @@ def test_search_strategy_for_servers_without_bulk(world, terminology):
     assert report["counts"]["patients_assessed"] == N + 2
     now = datetime.fromisoformat(report["evaluated_at"])
     assert _worklist(report) == _expected(world["patients"], now, terminology)
+    status = json.loads(_cli(world, "status", report["run"]).stdout)
+    assert status["status"] == "succeeded" and status["progress"]["patients"] == N + 2
+    csv_out = _cli(world, "report", report["run"], "--format", "csv")
+    assert csv_out.returncode == 0 and csv_out.stdout.startswith("patient,cause,")
+    rows = csv_out.stdout.splitlines()[1:]
+    assert {r.split(",", 1)[0] for r in rows} == set(
+        _worklist(report)
+    ) and "pnl-pos,iron_deficiency" in csv_out.stdout
+    assert _cli(world, "status", "no-such-run").returncode == 1
 
 
 def test_detected_issue_write_back_is_idempotent(world):
@@ -253,11 +263,13 @@ def test_detected_issue_write_back_is_idempotent(world):
     for issue in issues:
         assert issue["status"] == "preliminary"
         by_patient.setdefault(issue["patient"]["reference"], []).append(issue["code"]["coding"][0]["code"])
-    expected = sorted(
-        f["cause"] for row in report["worklist"] if row["patient"] == "pnl-pos" for f in row["findings"]
-    )
-    assert sorted(by_patient["Patient/pnl-pos"]) == expected and "iron_deficiency" in expected
-    assert "Patient/pnl-neg" not in by_patient
+    expected = {
+        f"Patient/{row['patient']}": sorted(f["cause"] for f in row["findings"]) for row in report["worklist"]
+    }
+    assert {
+        k: sorted(v) for k, v in by_patient.items()
+    } == expected  # worklist patients only, one per finding
+    assert "iron_deficiency" in expected["Patient/pnl-pos"]
 
 
 def test_fhir_server_down_patients_in_error_report_never_success(world, fault_proxy):

@@ -119,19 +119,29 @@ def cmd_run(args) -> int:
     print(f"run {run_id} started for panel {args.panel}")
     if not args.wait:
         return 0
-    report = service.wait(settings, run_id, args.timeout, progress=None if args.quiet else _wait_progress)
+    report = service.wait(settings, run_id, args.timeout, progress=None if args.quiet else WaitProgress())
     if report is None:
         return _fail(f"run {run_id} did not finish within {args.timeout:.0f} s", 1)
     print(_summary(report))
     return 0 if report["status"] == "succeeded" else 1
 
 
-def _wait_progress(status: dict) -> None:
-    if sys.stderr.isatty():
+class WaitProgress:
+    """One self-overwriting line while a Celery run proceeds: phase, patients and resources per second."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __call__(self, status: dict) -> None:
+        if not sys.stderr.isatty():
+            return
         p = status.get("progress", {})
+        secs = max(1e-6, time.perf_counter() - self.t0)
+        patients, resources = p.get("patients", 0), p.get("resources", 0)
         sys.stderr.write(
             f"\r{status.get('status')}: chunks {p.get('chunks_done')}/{p.get('chunks')}"
-            f" units {p.get('units_done')}/{p.get('units')}   "
+            f"  units {p.get('units_done')}/{p.get('units')}  {patients} patients ({patients / secs:,.0f}/s)"
+            f"  {resources:,} resources ({resources / secs:,.0f}/s)   "
         )
         sys.stderr.flush()
 

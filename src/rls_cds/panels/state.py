@@ -113,8 +113,17 @@ class RunState:
         pipe.scard(self.k("done:map"))
         pipe.hlen(self.k("units"))
         pipe.scard(self.k("done:reduce"))
-        a, b, c, d = pipe.execute()
-        return {"chunks": a, "chunks_done": b, "units": c, "units_done": d}
+        pipe.hvals(self.k("mapcounts"))
+        pipe.hvals(self.k("unitcounts"))
+        a, b, c, d, resources, patients = pipe.execute()
+        return {
+            "chunks": a,
+            "chunks_done": b,
+            "units": c,
+            "units_done": d,
+            "resources": sum(int(x) for x in resources),
+            "patients": sum(int(x) for x in patients),
+        }
 
     def members(self, p: int) -> set[str] | None:
         """Patient keys expected in partition p, or None when the panel has no explicit member list."""
@@ -155,6 +164,8 @@ class RunState:
             pipe.hset(self.k("meds"), mapping=meds)
             pipe.expire(self.k("meds"), RUN_TTL_SECONDS)
         pipe.hset(self.k("mapstats"), cid, orjson.dumps(stats))
+        pipe.hset(self.k("mapcounts"), cid, stats["resources"])
+        pipe.expire(self.k("mapcounts"), RUN_TTL_SECONDS)
         pipe.sadd(self.k("done:map"), cid)
         for key in ("mapstats", "done:map"):
             pipe.expire(self.k(key), RUN_TTL_SECONDS)
@@ -163,8 +174,11 @@ class RunState:
     def save_result(self, uid: str, result: dict) -> None:
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.k("results"), uid, orjson.dumps(result))
+        # Small per-unit counts for progress displays (the results themselves hold worklists).
+        done = result["assessed"] + result.get("unchanged", 0) + len(result["errors"])
+        pipe.hset(self.k("unitcounts"), uid, done)
         pipe.sadd(self.k("done:reduce"), uid)
-        for key in ("results", "done:reduce"):
+        for key in ("results", "done:reduce", "unitcounts"):
             pipe.expire(self.k(key), RUN_TTL_SECONDS)
         pipe.execute()
 

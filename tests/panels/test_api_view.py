@@ -70,6 +70,9 @@ def test_status_report_and_csv_over_http(served):
     assert {r["patient"] for r in rows} == {r["patient"] for r in two["worklist"]}
     assert server.get(f"/panels/other/runs/{two['run']}").status_code == 404
     assert server.get("/panels/clinic-local/runs/bad%20id").status_code == 400
+    page = server.get(f"/panels/clinic-local/runs/{two['run']}/view")
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no scripts
+    assert page.headers["cache-control"] == "no-store"
     listing = server.get("/panels").json()["panels"]
     assert [p["id"] for p in listing] == ["clinic"]
 

@@ -168,7 +168,14 @@ async def view_worklist(
         history=history,
         csv_url=f"/panels/{panel_id}/runs/{run_id}/worklist.csv",
     )
-    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    # Patient ids on the page: never cached; no scripts at all (inline CSS and SVG only).
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+    return HTMLResponse(page, headers=headers)
 
 
 def _history(settings, client, panel_id: str, run_id: str) -> list[tuple[str, int]]:

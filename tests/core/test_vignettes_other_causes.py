@@ -3,11 +3,8 @@ causes (rls-clinical.md §2.9-2.12)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
-from rls_cds.core.engine import evaluate
 from tests.core import fhir as F
 from tests.core.conftest import causes, finding
 
@@ -245,30 +242,14 @@ def _procedure(days: int, status: str = "completed") -> dict:
     }
 
 
-class _WithSurgeryWindow:
-    """The real tables with one edit an informaticist could make: a 90-day Procedure window for
-    'surgery' (the shipped causes.yaml defines none, and its loader does not yet accept the name)."""
-
-    def __init__(self, t):
-        self._t = t
-        self.causes = dict(t.causes)
-        self.causes["surgery"] = dataclasses.replace(t.causes["surgery"], lookback_days={"procedure": 90})
-
-    def __getattr__(self, name):
-        return getattr(self._t, name)
-
-
-def test_surgery_from_procedures_needs_a_window_in_the_tables(run, terminology):
-    # The shipped tables give surgery no Procedure window: nothing is concluded from Procedures.
-    assert "procedure" not in terminology.causes["surgery"].lookback_days
-    assert "surgery" not in causes(run(rls_patient(_procedure(20))))
-    t = _WithSurgeryWindow(terminology)
-    f = finding(evaluate(rls_patient(_procedure(20)), now=F.NOW, terminology=t), "surgery")
-    assert "Appendectomy" in f.summary and f.strength == "informational"
-    assert "surgery" not in causes(evaluate(rls_patient(_procedure(200)), now=F.NOW, terminology=t))
-    assert "surgery" not in causes(
-        evaluate(rls_patient(_procedure(20, "not-done")), now=F.NOW, terminology=t)
-    )
+def test_surgery_from_recent_completed_surgical_procedures(run, terminology):
+    assert terminology.causes["surgery"].lookback_days["procedure"] == 90
+    f = finding(run(rls_patient(_procedure(20))), "surgery")
+    assert "Appendectomy" in f.summary and f.strength == "informational" and not f.actionable
+    # Outside the 90-day window, at its edge, and not done.
+    assert "surgery" not in causes(run(rls_patient(_procedure(200))))
+    assert "surgery" not in causes(run(rls_patient(_procedure(91))))
+    assert "surgery" not in causes(run(rls_patient(_procedure(20, "not-done"))))
 
 
 def test_family_history_negatives_and_prescribing_silence(run):

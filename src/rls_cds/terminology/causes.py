@@ -73,7 +73,7 @@ ORDERED_THRESHOLDS = (
     ("b12_deficiency", "b12_low", "b12_borderline_max", False),
 )
 # Lookback windows that are not analytes (documented in terminology/README.md).
-EXTRA_WINDOWS = ("egfr_persistence", "stopped_order", "pregnancy_condition")
+EXTRA_WINDOWS = ("egfr_persistence", "stopped_order", "pregnancy_condition", "procedure")
 TEMPLATE_FIELDS = (
     "label",
     "value",

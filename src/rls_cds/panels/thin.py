@@ -29,11 +29,18 @@ class Reference(Struct, omit_defaults=True):
     display: str | None = None
 
 
-class Quantity(Struct, omit_defaults=True):
+class LabCode(Struct, omit_defaults=True):
+    """Observation.code: the core reads the codings only (LOINC lookup, display for evidence)."""
+
+    coding: list[Coding] = []
+
+
+class LabQuantity(Struct, omit_defaults=True):
+    """Observation.valueQuantity: the unit is read from `code` (UCUM) or `unit`, never `system`."""
+
     value: float | None = None
     comparator: str | None = None
     unit: str | None = None
-    system: str | None = None
     code: str | None = None
 
 
@@ -98,13 +105,13 @@ class Condition(Struct, tag_field="resourceType", tag="Condition", omit_defaults
 class Observation(Struct, tag_field="resourceType", tag="Observation", omit_defaults=True):
     id: str | None = None
     status: str | None = None
-    code: Concept | None = None
+    code: LabCode | None = None
     subject: Reference | None = None
     effectiveDateTime: str | None = None  # noqa: N815
     effectivePeriod: Period | None = None  # noqa: N815
     effectiveInstant: str | None = None  # noqa: N815
     issued: str | None = None
-    valueQuantity: Quantity | None = None  # noqa: N815
+    valueQuantity: LabQuantity | None = None  # noqa: N815
     valueCodeableConcept: Concept | None = None  # noqa: N815
     valueString: str | None = None  # noqa: N815
     valueInteger: int | None = None  # noqa: N815

@@ -125,7 +125,8 @@ def world(tmp_path_factory, fhir_server, fault_proxy_session, terminology):
         "actual": True,
         "member": [{"entity": {"reference": f"Patient/{pid}"}} for pid in ids],
     }
-    fhir_server.load_bundle(transaction([*batch, group]))
+    late = _control("pnl-late", 15)  # on the server from the start, joins the Group only later
+    fhir_server.load_bundle(transaction([*batch, *_flat(late), group]))
     proxy = fault_proxy_session.base_url
     panels = {
         "clinic": {
@@ -174,6 +175,7 @@ def world(tmp_path_factory, fhir_server, fault_proxy_session, terminology):
         "env": env,
         "workers": workers,
         "fhir": fhir_server,
+        "group": group,
     }
     for w in workers:
         w.stop()
@@ -217,20 +219,28 @@ def test_bulk_export_end_to_end_then_incremental_since(world, terminology):
     assert "pnl-pos,iron_deficiency" in csv_text and "pnl-neg" not in csv_text
 
     # A new low ferritin for the negative patient: the incremental run exports only that change.
+    # A new low ferritin for the negative patient, and a member added to the Group whose (old) data
+    # the _since export will not contain: the incremental run must read that member in full.
     new_obs = _ferritin("pnl-neg", 1, 12, 2)
-    world["fhir"].load_bundle(transaction([new_obs]))
+    group = {
+        **world["group"],
+        "member": [*world["group"]["member"], {"entity": {"reference": "Patient/pnl-late"}}],
+    }
+    world["fhir"].load_bundle(transaction([new_obs, group]))
     world["patients"]["pnl-neg"].append(new_obs)
     second, _ = _run(world, "clinic")
     assert second["status"] == "succeeded", second["run_errors"]
     assert second["since"] is not None and second["previous_run"] == report["run"]
     assert second["counts"]["resources"] == 1  # only the change travelled
-    assert second["counts"]["patients_assessed"] == 1
+    assert second["counts"]["patients_assessed"] == 2  # the changed one and the new member
     assert second["counts"]["patients_unchanged"] == N + 1
+    assert second["counts"]["patients_expected"] == N + 3
     rows = {row["patient"]: row for row in second["worklist"]}
     assert "iron_deficiency" in {f["cause"] for f in rows["pnl-neg"]["findings"]}
     assert rows["pnl-neg"]["new"] is True and "iron_deficiency" in rows["pnl-neg"]["new_causes"]
     assert rows["pnl-pos"]["new"] is False  # carried over, not new
-    assert set(rows) == set(expected) | {"pnl-neg"}
+    assert rows["pnl-late"]["new"] is True and "iron_deficiency" in rows["pnl-late"]["new_causes"]
+    assert set(rows) == set(expected) | {"pnl-neg", "pnl-late"}
     _no_phi_in_logs(world)
 
 

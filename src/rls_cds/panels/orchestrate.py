@@ -80,6 +80,8 @@ def plan(state: RunState, settings, session_factory: Callable, heartbeat: Callab
         members = search.group_members(session, base, cfg["group"], timeout)
         parts, by_part = _chunks_units(members, settings.panel_patients_per_task)
         state.add_members(by_part)
+        if meta.get("incremental"):
+            _force_full_reads(state, meta["previous_run"], by_part, parts)
         state.set_meta(status="exporting", has_members=True, expected_patients=len(members), partitions=parts)
         status_url = bulk.kickoff(session, base, cfg["group"], since=meta.get("since"), timeout=timeout)
         state.set_meta(status_url=status_url)
@@ -117,6 +119,25 @@ def plan(state: RunState, settings, session_factory: Callable, heartbeat: Callab
     }
     state.add_units(units)
     state.set_meta(status="reducing", expected_patients=len(ids), transaction_time=meta["now"])
+
+
+def _force_full_reads(state: RunState, previous_run: str, by_part: dict[int, list[str]], parts: int) -> None:
+    """An incremental export only shows changed data: members the previous run did not assess (new in
+    the Group, or in its error report) must be read in full even if nothing of theirs changed."""
+    prev = RunState(state.r, previous_run)
+    prev_parts = int(prev.meta().get("partitions") or 0)
+    assessed: set[str] = set()
+    for p in range(prev_parts):
+        assessed |= prev.members(p) or set()
+    for e in (prev.report() or {}).get("errors") or []:
+        assessed.discard(f"Patient/{e['patient']}")
+    forced = {p: [k for k in keys if k not in assessed] for p, keys in by_part.items()}
+    pipe = state.r.pipeline(transaction=False)
+    for p, keys in forced.items():
+        if keys:
+            pipe.sadd(state.k(f"force:{p}"), *keys)
+            pipe.expire(state.k(f"force:{p}"), 30 * 86400)
+    pipe.execute()
 
 
 def advance(state: RunState, enqueue: Callable[[str, str, str | None], None], lease: float) -> str:

@@ -191,7 +191,7 @@ def reduce_partition(
     members = state.members(p)
     result = new_result(f"p{p}")
     if meta.get("incremental") and members is not None and refetch is not None:
-        _reduce_incremental(state, meta, result, by_patient, members, evaluator, on_patient, refetch)
+        _reduce_incremental(state, p, meta, result, by_patient, members, evaluator, on_patient, refetch)
     else:
         _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on_patient)
     result["seconds"] = round(time.perf_counter() - t0, 4)
@@ -223,8 +223,9 @@ def _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on
             add_error(result, key.split("/", 1)[1], "no Patient resource for this member in the export")
 
 
-def _reduce_incremental(state, meta, result, by_patient, members, evaluator, on_patient, refetch) -> None:
-    touched = sorted(k for k in by_patient if k in members)
+def _reduce_incremental(state, p, meta, result, by_patient, members, evaluator, on_patient, refetch) -> None:
+    forced = {x.decode() for x in state.r.smembers(state.k(f"force:{p}"))}  # new members, past errors
+    touched = sorted({k for k in by_patient if k in members} | (forced & members))
     result["outside_panel"] += sum(1 for k in by_patient if k not in members)
     for key in touched:
         pid = key.split("/", 1)[1]

@@ -153,3 +153,20 @@ def test_file_that_cannot_be_read_puts_its_patients_in_the_error_report(
     assert report["counts"]["patients_assessed"] == 0 and len(report["errors"]) == N
     assert {e["reason"] for e in report["errors"]} == {"incomplete export: could not read Observation"}
     assert any("Observation file could not be downloaded" in e for e in report["run_errors"])
+
+
+def _die(_args):
+    os._exit(1)  # a worker process killed mid-chunk (OOM killer, SIGKILL)
+
+
+def test_local_worker_death_fails_the_run_instead_of_hanging(
+    export, tmp_path, panel_redis, terminology, monkeypatch
+):
+    import redis
+
+    monkeypatch.setattr(local, "_map_job", _die)
+    with pytest.raises(RuntimeError, match="worker process died"):
+        local.run_ndjson([str(export)], 2, _settings(tmp_path), panel_redis.url, terminology, "dies")
+    client = redis.Redis.from_url(panel_redis.url)
+    rid = client.lrange("rls:panel:p:dies:runs", 0, 0)[0].decode()
+    assert RunState(client, rid).meta()["status"] == "failed"

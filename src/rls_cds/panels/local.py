@@ -9,6 +9,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import redis
@@ -75,15 +77,23 @@ def run_ndjson(
         state.set_meta(status="reducing")
         _drive("reduce", map(_reduce_job, reduce_items), len(reduce_items), totals, progress)
     else:
-        ctx = mp.get_context("fork")
-        with ctx.Pool(workers, initializer=_child_init) as pool:
-            _drive("map", pool.imap_unordered(_map_job, map_items), len(map_items), totals, progress)
+        # A pool that notices a dead worker (BrokenProcessPool) instead of waiting for it forever.
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_child_init)
+        try:
+            _drive("map", _unordered(pool, _map_job, map_items), len(map_items), totals, progress)
             state.set_meta(status="reducing")
-            _drive(
-                "reduce", pool.imap_unordered(_reduce_job, reduce_items), len(reduce_items), totals, progress
-            )
+            _drive("reduce", _unordered(pool, _reduce_job, reduce_items), len(reduce_items), totals, progress)
+        except BrokenProcessPool:
+            state.finish("failed", run_errors=["a worker process died (out of memory?); run it again"])
+            raise RuntimeError("a worker process died; the run was marked failed") from None
+        finally:
+            pool.shutdown(cancel_futures=True)
     state.set_meta(status="finalizing")
     return finalize(state, Path(settings.reports_dir))
+
+
+def _unordered(pool: ProcessPoolExecutor, fn, items: list):
+    return (f.result() for f in as_completed([pool.submit(fn, item) for item in items]))
 
 
 def _drive(phase, results, total: int, totals: dict, progress) -> None:

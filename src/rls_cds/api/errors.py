@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("rls_cds.api")
 
 _STRING = re.compile(rb'"[^"]*"')
+_QUOTE_ESCAPES = re.compile(rb'\\["\\]')
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 
 
@@ -61,7 +62,9 @@ def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
     """
     # Escaped backslashes, then escaped quotes, go first so every remaining '"' delimits a string;
     # then keep only quotes and brackets (short) and drop the strings' contents.
-    if b"\\" in body:  # most FHIR JSON has no escapes: skip two full passes
+    # Only an escaped quote or backslash can shift string boundaries: '\u00b5' and the like need
+    # no pass over the body (a regex search is ~3x faster here than `in` with a 2-byte needle).
+    if b"\\" in body and _QUOTE_ESCAPES.search(body):
         body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
     skeleton = body.translate(None, _NOT_STRUCTURE)
     # Dropping adjacent quote pairs first (C speed) leaves the regex little to do; it only ever

@@ -174,12 +174,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_profile:
             prof.enable()
             thread_prof.enable_in_threads = True
+        cpu0 = time.process_time()
         times = loop.run_until_complete(run(args.n, 50))
+        cpu = (time.process_time() - cpu0) / args.n
         prof.disable()
         times.sort()
         print(
             f"{args.size} {args.hook}: {len(body) // 1024} KB, {args.n} calls, "
             f"p50 {times[len(times) // 2] * 1000:.2f} ms, p99 {times[int(len(times) * 0.99)] * 1000:.2f} ms"
+            + f", CPU {cpu * 1000:.2f} ms per call (all threads)"
             + ("" if args.no_profile else " (under cProfile)")
         )
         print(

@@ -170,3 +170,24 @@ def test_local_worker_death_fails_the_run_instead_of_hanging(
     client = redis.Redis.from_url(panel_redis.url)
     rid = client.lrange("rls:panel:p:dies:runs", 0, 0)[0].decode()
     assert RunState(client, rid).meta()["status"] == "failed"
+
+
+def test_assessments_stored_in_the_shared_store_when_a_tenant_is_given(
+    export, tmp_path, panel_redis, terminology
+):
+    from rls_cds.background.store import Store
+
+    settings = Settings(reports_dir=tmp_path / "reports", redis_url=panel_redis.url)
+    report = local.run_ndjson(
+        [str(export)], 2, settings, panel_redis.url, terminology, "stored", tenant="clinic-a"
+    )
+    store = Store.from_settings(settings)
+    positive = report["worklist"][0]
+    record = store.get_assessment("clinic-a", positive["patient"])
+    assert record["source"] == "panel" and record["run"] == report["run"]
+    assert {f["cause"] for f in positive["findings"]} <= {f["cause"] for f in record["findings"]}
+    assert record["table_version"] == terminology.version
+    assert store.get_assessment("other-tenant", positive["patient"]) is None
+    # The same data again: the store sees the same fingerprint ("unchanged"), nothing is double-stored.
+    local.run_ndjson([str(export)], 1, settings, panel_redis.url, terminology, "stored", tenant="clinic-a")
+    assert store.get_assessment("clinic-a", positive["patient"])["outcome"] == "unchanged"

@@ -19,8 +19,10 @@ from rls_cds.panels import ndjson
 from rls_cds.panels.runs import Context, create_local_run, finalize, run_map, run_reduce, tune_gc
 from rls_cds.panels.state import RunState
 
+# Per-run globals, set in the parent before forking: the workers inherit them (terminology included).
 _CTX: Context | None = None
 _URL: str | None = None
+_CTX_ON_PATIENT = None
 
 
 def _child_init() -> None:
@@ -40,9 +42,6 @@ def _reduce_job(args: tuple[str, str]) -> dict:
     rid, uid = args
     result = run_reduce(RunState(_CTX.redis, rid), uid, _CTX, on_patient=_CTX_ON_PATIENT)
     return {"patients": result["assessed"] + len(result["errors"])}
-
-
-_CTX_ON_PATIENT = None
 
 
 def run_ndjson(

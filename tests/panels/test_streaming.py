@@ -25,10 +25,14 @@ def test_byte_range_chunks_cover_every_line_exactly_once(tmp_path, monkeypatch):
     path.write_bytes(body)
     for chunk_bytes in (1, 97, 1000, 4096, 65536, 10**7):
         monkeypatch.setattr(ndjson, "BLOCK", rng.choice([7, 1024, 65536]))
-        got = []
+        got, from_blocks = [], []
         for chunk in ndjson.plan_local([path], chunk_bytes):
             got.extend(line for _, line in ndjson.iter_local(chunk.source, chunk.start, chunk.end))
+            for offset, block in ndjson.iter_local_blocks(chunk.source, chunk.start, chunk.end):
+                assert body[offset : offset + len(block)] == block  # offsets are true file positions
+                from_blocks.extend(x for x in block.split(b"\n") if x.strip())
         assert got == lines, chunk_bytes
+        assert from_blocks == lines, chunk_bytes
 
 
 def test_offsets_map_to_line_numbers(tmp_path):

@@ -106,6 +106,37 @@ def iter_local(path: str, start: int = 0, end: int | None = None) -> Iterator[tu
             pos = offset
 
 
+def iter_local_blocks(path: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, block of whole lines) covering exactly the lines iter_local would give."""
+    with open(path, "rb") as f:
+        pos = start
+        if start > 0:
+            f.seek(start - 1)
+            pos = start - 1 + len(f.readline())  # the straddling line belongs to the previous chunk
+        carry = b""
+        while True:
+            if end is not None and pos >= end:
+                return
+            want = BLOCK if end is None else max(min(BLOCK, end - pos + 1), min(BLOCK, 65536))
+            block = f.read(want)
+            if not block:
+                if carry.strip():
+                    yield pos, carry
+                return
+            data = carry + block if carry else block
+            last = data.rfind(b"\n")
+            if last < 0:
+                carry = data
+                continue
+            whole, carry = data[: last + 1], data[last + 1 :]
+            if end is not None and pos + len(whole) > end:
+                # Keep the lines that start before `end`: up to the newline ending the one with byte end-1.
+                yield pos, whole[: whole.find(b"\n", end - pos - 1) + 1]
+                return
+            yield pos, whole
+            pos += len(whole)
+
+
 def line_number(path: str, offset: int) -> int:
     """1-based line number of the line starting at `offset` (used only to report a bad line)."""
     count = 0

@@ -24,7 +24,7 @@ from rls_cds.panels.evaluation import Evaluator
 from rls_cds.panels.relevance import Relevance
 from rls_cds.panels.report import build_report
 from rls_cds.panels.state import RunState
-from rls_cds.panels.work import map_lines, reduce_partition, save_map
+from rls_cds.panels.work import map_blocks, map_lines, reduce_partition, save_map
 
 log = logging.getLogger("rls_cds.panels")
 
@@ -120,11 +120,12 @@ def run_map(state: RunState, cid: str, ctx: Context, open_remote=None) -> dict:
         lines = ndjson.iter_stream(open_remote(chunk))
         locate = lambda loc: loc  # noqa: E731 - remote lines are numbered while streaming
         name = chunk.kind or "ndjson"
+        out_parts, meds, stats = map_lines(lines, ctx.relevance, parts, locate)
     else:
-        lines = ndjson.iter_local(chunk.source, chunk.start, chunk.end)
+        blocks = ndjson.iter_local_blocks(chunk.source, chunk.start, chunk.end)
         locate = lambda loc: ndjson.line_number(chunk.source, loc)  # noqa: E731
         name = Path(chunk.source).name
-    out_parts, meds, stats = map_lines(lines, ctx.relevance, parts, locate)
+        out_parts, meds, stats = map_blocks(blocks, ctx.relevance, parts, locate)
     stats["file"] = name
     stats["chunk"] = cid
     save_map(state, cid, out_parts, meds, stats)

@@ -40,6 +40,137 @@ def _unknown_type(exc: msgspec.ValidationError) -> bool:
     return msg.startswith("Invalid value") and msg.endswith("`$.resourceType`")
 
 
+class _Sorter:
+    """Files decoded thin resources under (partition, patient); drops what no rule can use."""
+
+    def __init__(self, relevance: Relevance, partitions: int):
+        self.relevance = relevance
+        self.partitions = partitions
+        # (partition, patient key) of each subject reference seen (a patient has many resources).
+        self.place_of_ref: dict[str, tuple[int, str]] = {}
+        self.parts: dict[int, dict[str, list]] = {}
+        self.meds: dict[str, thin.Medication] = {}
+        self.resources = self.kept = self.unlinked = 0
+
+    def file(self, items: list) -> None:
+        keep = self.relevance.keep
+        lab_code = self.relevance.lab_code
+        lab_cache = self.relevance.lab_cache
+        key_of = thin.patient_key
+        crc = zlib.crc32
+        observation, patient, medication = thin.Observation, thin.Patient, thin.Medication
+        place_of_ref, parts, partitions = self.place_of_ref, self.parts, self.partitions
+        kept = unlinked = 0
+        for res in items:
+            if type(res) is observation:
+                # The hot path (most of an export): inline memoised lookup of the LOINC codes.
+                code = res.code
+                if code is None:
+                    continue
+                for c in code.coding:
+                    hit = lab_cache.get((c.system, c.code))
+                    if hit is None:
+                        hit = lab_code(c.system, c.code)
+                    if hit:
+                        break
+                else:
+                    continue
+            else:
+                if keep(res) is False:
+                    continue
+                if type(res) is medication:
+                    if res.id:
+                        self.meds[res.id] = res
+                    continue
+            ref = res.subject.reference if type(res) is not patient and res.subject is not None else None
+            where = place_of_ref.get(ref) if ref is not None else None
+            if where is None:
+                key = key_of(res)
+                if key is None:
+                    unlinked += 1
+                    continue
+                where = (crc(key.encode()) % partitions, key)
+                if ref is not None:
+                    place_of_ref[ref] = where
+            kept += 1
+            p, key = where
+            by_patient = parts.get(p)
+            if by_patient is None:
+                parts[p] = {key: [res]}
+            else:
+                mine = by_patient.get(key)
+                if mine is None:
+                    by_patient[key] = [res]
+                else:
+                    mine.append(res)
+        self.resources += len(items)
+        self.kept += kept
+        self.unlinked += unlinked
+
+
+class _Mapper:
+    def __init__(self, relevance: Relevance, partitions: int, locate: Callable[[int], int]):
+        self.sorter = _Sorter(relevance, partitions)
+        self.locate = locate
+        self.other = self.bad = 0
+        self.errors: list[dict] = []
+
+    def lines(self, lines: Iterable[tuple[int, bytes]]) -> None:
+        """Line by line: each bad line is reported (file and line) and skipped."""
+        decode = thin.LINE_DECODER.decode
+        batch: list = []
+        for loc, line in lines:
+            try:
+                batch.append(decode(line))
+            except msgspec.ValidationError as exc:
+                if _unknown_type(exc):
+                    self.other += 1  # a resource type no rule reads (Encounter, Procedure, ...)
+                else:
+                    self._bad(loc, f"invalid resource: {exc}")
+            except msgspec.DecodeError as exc:
+                self._bad(loc, f"malformed JSON: {exc}")
+            if len(batch) >= 4096:
+                self.sorter.file(batch)
+                batch = []
+        self.sorter.file(batch)
+
+    def blocks(self, blocks: Iterable[tuple[int, bytes]]) -> None:
+        """Whole blocks of lines decoded in one call (msgspec decode_lines); a block with a bad line
+        is gone through again line by line to report it."""
+        decode_lines = thin.LINE_DECODER.decode_lines
+        for offset, block in blocks:
+            try:
+                items = decode_lines(block)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                self.lines(_lines_of(offset, block))
+                continue
+            self.sorter.file(items)
+
+    def _bad(self, loc: int, reason: str) -> None:
+        self.bad += 1
+        if len(self.errors) < MAX_ERRORS_PER_CHUNK:
+            self.errors.append({"line": self.locate(loc), "reason": reason})
+
+    def result(self) -> tuple[dict[int, dict[str, list]], dict[str, thin.Medication], dict]:
+        s = self.sorter
+        stats = {
+            "resources": s.resources,
+            "kept": s.kept,
+            "other_types": self.other,
+            "unlinked": s.unlinked,
+            "bad_lines": self.bad,
+            "errors": self.errors,
+        }
+        return s.parts, s.meds, stats
+
+
+def _lines_of(offset: int, block: bytes):
+    for line in block.split(b"\n"):
+        if line.strip():
+            yield offset, line
+        offset += len(line) + 1
+
+
 def map_lines(
     lines: Iterable[tuple[int, bytes]],
     relevance: Relevance,
@@ -48,88 +179,21 @@ def map_lines(
 ) -> tuple[dict[int, dict[str, list]], dict[str, thin.Medication], dict]:
     """(parts, medications, stats) for one chunk's lines; parts: partition -> patient key -> thin
     resources. ``locate`` turns a line's position into its 1-based line number (bad lines only)."""
-    decode = thin.LINE_DECODER.decode
-    keep = relevance.keep
-    lab_code = relevance.lab_code
-    lab_cache = relevance.lab_cache
-    key_of = thin.patient_key
-    crc = zlib.crc32
-    observation = thin.Observation
-    # (partition, patient key) of each subject reference seen in this chunk (a patient has many resources).
-    place_of_ref: dict[str, tuple[int, str]] = {}
-    parts: dict[int, dict[str, list]] = {}
-    meds: dict[str, thin.Medication] = {}
-    resources = kept = other = unlinked = 0
-    errors: list[dict] = []
-    bad = 0
-    for loc, line in lines:
-        try:
-            res = decode(line)
-        except msgspec.ValidationError as exc:
-            if _unknown_type(exc):
-                other += 1  # a resource type no rule reads (Encounter, Procedure, ...)
-                continue
-            bad += 1
-            if len(errors) < MAX_ERRORS_PER_CHUNK:
-                errors.append({"line": locate(loc), "reason": f"invalid resource: {exc}"})
-            continue
-        except msgspec.DecodeError as exc:
-            bad += 1
-            if len(errors) < MAX_ERRORS_PER_CHUNK:
-                errors.append({"line": locate(loc), "reason": f"malformed JSON: {exc}"})
-            continue
-        resources += 1
-        if type(res) is observation:
-            # The hot path (most of an export): inline memoised lookup of the LOINC codes.
-            code = res.code
-            if code is None:
-                continue
-            for c in code.coding:
-                hit = lab_cache.get((c.system, c.code))
-                if hit is None:
-                    hit = lab_code(c.system, c.code)
-                if hit:
-                    break
-            else:
-                continue
-        else:
-            wanted = keep(res)
-            if wanted is False:
-                continue
-            if type(res) is thin.Medication:
-                if res.id:
-                    meds[res.id] = res
-                continue
-        ref = res.subject.reference if type(res) is not thin.Patient and res.subject is not None else None
-        where = place_of_ref.get(ref) if ref is not None else None
-        if where is None:
-            key = key_of(res)
-            if key is None:
-                unlinked += 1
-                continue
-            where = (crc(key.encode()) % partitions, key)
-            if ref is not None:
-                place_of_ref[ref] = where
-        kept += 1
-        p, key = where
-        by_patient = parts.get(p)
-        if by_patient is None:
-            parts[p] = {key: [res]}
-        else:
-            items = by_patient.get(key)
-            if items is None:
-                by_patient[key] = [res]
-            else:
-                items.append(res)
-    stats = {
-        "resources": resources,
-        "kept": kept,
-        "other_types": other,
-        "unlinked": unlinked,
-        "bad_lines": bad,
-        "errors": errors,
-    }
-    return parts, meds, stats
+    mapper = _Mapper(relevance, partitions, locate)
+    mapper.lines(lines)
+    return mapper.result()
+
+
+def map_blocks(
+    blocks: Iterable[tuple[int, bytes]],
+    relevance: Relevance,
+    partitions: int,
+    locate: Callable[[int], int] = lambda loc: loc,
+) -> tuple[dict[int, dict[str, list]], dict[str, thin.Medication], dict]:
+    """Same as map_lines for (byte offset, block of whole lines) input: local files."""
+    mapper = _Mapper(relevance, partitions, locate)
+    mapper.blocks(blocks)
+    return mapper.result()
 
 
 def save_map(state: RunState, cid: str, parts: dict[int, dict], meds: dict, stats: dict) -> None:

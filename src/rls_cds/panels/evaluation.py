@@ -7,22 +7,45 @@ re-evaluation, so a patient gets the same findings whichever path reaches them.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
 
-@dataclass
 class Outcome:
-    findings: list[dict]  # every finding, JSON-shaped
-    actionable: list[dict]  # worklist entries: cause, strength, summary, action
-    causes: list[str]  # every cause found (actionable or not)
-    fingerprint: str | None
-    table_version: str | None
-    warnings: int = 0
-    extra: dict = field(default_factory=dict)
+    """What the run keeps of one assessment. ``findings`` (JSON-shaped, for the store and write-back)
+    is built only when asked for: a local run without a store needs the worklist entries only."""
+
+    __slots__ = ("_raw", "_findings", "actionable", "causes", "fingerprint", "table_version", "warnings")
+
+    def __init__(self, raw: list, fingerprint: str | None, table_version: str | None, warnings: int = 0):
+        self._raw = raw
+        self._findings: list[dict] | None = None
+        self.actionable = [
+            {
+                "cause": _get(f, "cause"),
+                "strength": _get(f, "strength"),
+                "summary": _get(f, "summary"),
+                "action": _get(f, "action"),
+            }  # fmt: skip
+            for f in raw
+            if _get(f, "actionable")
+        ]
+        self.causes = sorted({str(_get(f, "cause")) for f in raw})
+        self.fingerprint = fingerprint
+        self.table_version = table_version
+        self.warnings = warnings
+
+    @property
+    def findings(self) -> list[dict]:
+        if self._findings is None:
+            self._findings = [f if isinstance(f, dict) else msgspec.to_builtins(f) for f in self._raw]
+        return self._findings
+
+
+def _get(finding: Any, name: str) -> Any:
+    return finding.get(name) if isinstance(finding, dict) else getattr(finding, name, None)
 
 
 def _evaluate_fn():
@@ -45,28 +68,9 @@ class Evaluator:
 
     def __call__(self, resources: list[dict], missing: frozenset[str] = frozenset()) -> Outcome:
         assessment = self._evaluate(resources, now=self.now, terminology=self.terminology, missing=missing)
-        findings = [_builtins(f) for f in assessment.findings]
-        actionable = [
-            {
-                "cause": f.get("cause"),
-                "strength": f.get("strength"),
-                "summary": f.get("summary"),
-                "action": f.get("action"),
-            }
-            for f in findings
-            if f.get("actionable")
-        ]
         return Outcome(
-            findings=findings,
-            actionable=actionable,
-            causes=sorted({str(f.get("cause")) for f in findings}),
-            fingerprint=getattr(assessment, "fingerprint", None),
-            table_version=getattr(assessment, "table_version", None),
-            warnings=len(getattr(assessment, "warnings", ()) or ()),
+            list(assessment.findings),
+            getattr(assessment, "fingerprint", None),
+            getattr(assessment, "table_version", None),
+            len(getattr(assessment, "warnings", ()) or ()),
         )
-
-
-def _builtins(finding: Any) -> dict:
-    if isinstance(finding, dict):
-        return finding
-    return msgspec.to_builtins(finding)

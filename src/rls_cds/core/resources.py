@@ -66,7 +66,17 @@ class _Walk:
         if not isinstance(entries, list):
             self.warnings.append(f"{where}: Bundle.entry is not an array; skipped")
             return
+        leaf_ok = depth + 1 <= _MAX_DEPTH
         for i, entry in enumerate(entries):
+            # Hot path (hundreds of entries per request): a plain resource entry is taken as is,
+            # without formatting the position string only a warning would use.
+            if leaf_ok and type(entry) is dict:
+                resource = entry.get("resource")
+                if type(resource) is dict:
+                    rtype = resource.get("resourceType")
+                    if type(rtype) is str and rtype and rtype != "Bundle":
+                        self.resources.append(resource)
+                        continue
             here = f"{where}.entry[{i}]"
             if not isinstance(entry, dict):
                 self.warnings.append(f"{here}: not a JSON object; skipped")

@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 import generate  # noqa: E402
 
+from rls_cds.commands.serve import GC_THRESHOLDS  # noqa: E402
 from rls_cds.core.engine import evaluate, render_cards  # noqa: E402
 from rls_cds.core.resources import read_input  # noqa: E402
 from rls_cds.settings import get_settings  # noqa: E402
@@ -80,6 +81,35 @@ def _stage(filename: str) -> str:
     return "other (stdlib, msgspec, orjson)"
 
 
+# Pipeline steps by the function that runs each (cumulative time: pydantic-core's C validator,
+# orjson and the like count for the step that calls them, unlike own time per module above).
+STEPS = {
+    ("rls_cds/core/facts.py", "extract"): "facts (extract)",
+    ("rls_cds/core/rules.py", "run_all"): "rules (run_all)",
+    ("rls_cds/core/validation.py", "validate"): "fhir.resources validation of evidence",
+    ("rls_cds/core/engine.py", "_fingerprint"): "fingerprint",
+    ("rls_cds/core/cards.py", "render_cards"): "cards (render_cards)",
+}
+
+
+_ENTRY_POINTS = {("core/engine.py", "evaluate"), ("core/cards.py", "render_cards")}
+
+
+def _by_step(stats: pstats.Stats) -> dict[str, float]:
+    total = 0.0
+    steps: dict[str, float] = {}
+    for (filename, _line, name), (_cc, _nc, _tt, cumtime, _callers) in stats.stats.items():
+        if (filename.rsplit("rls_cds/", 1)[-1], name) in _ENTRY_POINTS:
+            total += cumtime
+        for (path, fn), step in STEPS.items():
+            if filename.endswith(path) and name == fn:
+                steps[step] = steps.get(step, 0.0) + cumtime
+    if not total:
+        return {}
+    steps["engine (rest)"] = max(0.0, total - sum(steps.values()))
+    return {k: round(v / total, 3) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="time per measurement")
@@ -88,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     t = load_terminology(path=get_settings().terminology_dir)
-    gc.freeze()  # as the service does after start-up (terminology loaded)
-    gc.set_threshold(50_000, 20, 20)
+    gc.collect()
+    gc.freeze()  # as the service does after start-up (terminology loaded), with its thresholds
+    gc.set_threshold(*GC_THRESHOLDS)
     now = generate.DEFAULT_NOW
     bodies = []
     for i in range(args.patients):
@@ -141,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     results["profile_share_by_stage"] = {
         k: round(v / total, 3) for k, v in sorted(by_stage.items(), key=lambda kv: -kv[1])
     }
+    results["profile_share_by_step"] = _by_step(stats)
 
     n, kb = results["resources_per_patient"], results["body_kb"]
     print(f"large patient: {n} resources, {kb} KB ({args.hook})")
@@ -154,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     print("  profile (own time share by stage):")
     for stage, share in results["profile_share_by_stage"].items():
         print(f"    {stage:28} {share * 100:5.1f} %")
+    print("  profile (time inside each pipeline step, callees included):")
+    for step, share in results["profile_share_by_step"].items():
+        print(f"    {step:28} {share * 100:5.1f} %")
     print(json.dumps(results))
     return 0
 

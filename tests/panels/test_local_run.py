@@ -128,6 +128,12 @@ def test_cli_ndjson_two_workers(export, tmp_path, panel_redis):
     assert report["counts"]["patients_assessed"] == N
     bad = subprocess.run([*cmd[:4], str(tmp_path / "missing")], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "no such NDJSON" in bad.stderr
+    from tests.support.fhir_server import free_port
+
+    dead = {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    down = subprocess.run([*cmd[:2], "status", "some-run"], env=dead, capture_output=True, text=True)
+    assert down.returncode == 1 and "Redis (run state / task queue) is not reachable" in down.stderr
+    assert "Traceback" not in down.stderr
 
 
 def test_file_that_cannot_be_read_puts_its_patients_in_the_error_report(

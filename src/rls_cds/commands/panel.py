@@ -32,19 +32,34 @@ def register(sub) -> None:
     run.add_argument("--wait", action="store_true", help="wait for the Celery run to finish")
     run.add_argument("--timeout", type=float, default=24 * 3600, help="seconds --wait waits")
     run.add_argument("--quiet", action="store_true", help="no progress output")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=_store_errors(cmd_run))
 
     status = psub.add_parser("status", help="status and counts of a run")
     status.add_argument("run_id")
-    status.set_defaults(func=cmd_status)
+    status.set_defaults(func=_store_errors(cmd_status))
 
     report = psub.add_parser("report", help="print a finished run's worklist")
     report.add_argument("run_id")
     report.add_argument("--format", choices=["json", "csv"], default="json")
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=_store_errors(cmd_report))
 
     lst = psub.add_parser("list", help="configured panels")
     lst.set_defaults(func=cmd_list)
+
+
+def _store_errors(func):
+    """Redis or the Celery broker unreachable: one clear line and exit code 1, not a traceback."""
+
+    def wrapped(args) -> int:
+        import redis
+        from kombu.exceptions import OperationalError
+
+        try:
+            return func(args)
+        except (redis.RedisError, OperationalError) as exc:
+            return _fail(f"Redis (run state / task queue) is not reachable ({type(exc).__name__})", 1)
+
+    return wrapped
 
 
 def _settings():

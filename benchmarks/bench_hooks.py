@@ -10,7 +10,8 @@ What runs, all on loopback:
   carries a freshly minted ES256 JWT with a unique jti (minted before the clock starts).
 
 Cases: small and large generated patients at patient-view and order-select, each for a bounded time
-after a warm-up (and a bounded request count). Then the prefetch-missing case: the large patient
+after a warm-up (and a bounded request count), service and baseline alternating in `--rounds` rounds
+so that background load drifting during a case weighs on both alike. Then the prefetch-missing case: the large patient
 loaded into a local sekmet-fhir, requests with fhirServer + fhirAuthorization and no prefetch.
 
     .venv/bin/python benchmarks/bench_hooks.py [--duration 10] [--json-out FILE]
@@ -240,7 +241,9 @@ def run_load(url, path, body, key, duration, max_requests, concurrency) -> dict:
         t.join()
     elapsed = time.monotonic() - start
     errors = sum(n for code, n in state[2].items() if code != "200")
-    return summarise(state[1], elapsed, errors, state[2])
+    result = summarise(state[1], elapsed, errors, state[2])
+    result["_raw"] = {"latencies_ms": state[1], "elapsed": elapsed, "statuses": state[2]}
+    return result
 
 
 def load_main(args) -> int:
@@ -251,8 +254,19 @@ def load_main(args) -> int:
     body = Path(args.body).read_bytes()
     run_load(args.url, args.path, body, key, args.warmup, args.max_requests, args.concurrency)
     result = run_load(args.url, args.path, body, key, args.duration, args.max_requests, args.concurrency)
-    print(json.dumps(result))
+    print(json.dumps(result))  # with "_raw": the caller merges rounds
     return 0
+
+
+def merge(rounds: list[dict]) -> dict:
+    """One summary over several measuring rounds of the same server and case."""
+    latencies = [ms for r in rounds for ms in r["_raw"]["latencies_ms"]]
+    statuses: dict[str, int] = {}
+    for r in rounds:
+        for code, n in r["_raw"]["statuses"].items():
+            statuses[code] = statuses.get(code, 0) + n
+    errors = sum(n for code, n in statuses.items() if code != "200")
+    return summarise(latencies, sum(r["_raw"]["elapsed"] for r in rounds), errors, statuses)
 
 
 def measure(url, path, body_file, key_file, args) -> dict:
@@ -260,18 +274,18 @@ def measure(url, path, body_file, key_file, args) -> dict:
         sys.executable,
         __file__,
         "load",
+        "--duration",
+        str(args.duration / args.rounds),
         "--url",
         url,
         "--path",
         path,
         "--body",
         str(body_file),
-        "--duration",
-        str(args.duration),
         "--warmup",
         str(args.warmup),
         "--max-requests",
-        str(args.max_requests),
+        str(max(1, args.max_requests // args.rounds)),
         "--concurrency",
         str(args.concurrency),
     ]
@@ -308,8 +322,13 @@ def run_cases(cds_url, base_url, ids, files, key_file, args) -> dict:
     for size, hook in CASES:
         path = f"/cds-services/{ids[hook]}"
         body = files[(size, hook)]
-        svc = measure(cds_url, path, body, key_file, args)
-        base = measure(base_url, path, body, key_file, args)
+        # Alternate service and baseline in rounds: background load that drifts during the case
+        # (a shared machine) then weighs on both sides alike instead of on one.
+        svc_rounds, base_rounds = [], []
+        for _ in range(args.rounds):
+            svc_rounds.append(measure(cds_url, path, body, key_file, args))
+            base_rounds.append(measure(base_url, path, body, key_file, args))
+        svc, base = merge(svc_rounds), merge(base_rounds)
         case = {
             "request_bytes": body.stat().st_size,
             "service": svc,
@@ -350,6 +369,7 @@ def run_fallback(workdir: Path, cds_url: str, ids: dict, fhir, key_file: Path, n
     path = f"/cds-services/{ids['patient-view']}"
     run_load(cds_url, path, body.read_bytes(), key, 60, 3, 1)  # warm-up
     result = run_load(cds_url, path, body.read_bytes(), key, 60, n, 1)
+    result.pop("_raw")
     print(
         f"large patient-view, prefetch missing (local FHIR): p50 {result['p50_ms']} ms "
         f"p99 {result['p99_ms']} ms (errors {result['errors']} {result['statuses']})",
@@ -399,6 +419,7 @@ def bench_main(args) -> int:
                 "warmup_s": args.warmup,
                 "max_requests": args.max_requests,
                 "concurrency": args.concurrency,
+                "rounds": args.rounds,
                 "auth": "ES256 JWT per request, unique jti",
             },
             "cases": run_cases(cds.url, base_url, ids, files, key_file, args),
@@ -435,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per case")
         p.add_argument("--max-requests", type=int, default=20000, help="bound on requests per case")
         p.add_argument("--concurrency", type=int, default=1, help="closed-loop connections")
+    ap.add_argument(
+        "--rounds", type=int, default=2, help="alternations of service and baseline per case (duration split)"
+    )
     ap.add_argument("--fallback-n", type=int, default=60, help="requests in the prefetch-missing case")
     ap.add_argument("--skip-fallback", action="store_true")
     ap.add_argument("--json-out")

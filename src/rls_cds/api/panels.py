@@ -5,6 +5,11 @@ POST /panels/{panel}/runs                     start a run now (202 + run id; Cel
 GET  /panels/{panel}/runs/{run}               status, and the report once finished
 GET  /panels/{panel}/runs/{run}/worklist.csv  the worklist as CSV
 GET  /panels/{panel}/runs/{run}/view          the worklist as an HTML page (?cause=..&new=1)
+
+Tenant isolation: a caller sees, starts and reads only the panels and runs of its own tenant
+(``caller.tenant``; a panel's tenant is config.panel_tenant, a run's is recorded at its creation).
+Anything of another tenant is answered exactly like something that does not exist (404).
+Development-mode callers see everything.
 """
 
 from __future__ import annotations
@@ -61,11 +66,31 @@ def _panels(settings) -> dict:
         raise ApiError(503, "panels_misconfigured", str(exc)) from None
 
 
-def _status(settings, client, panel_id: str, run_id: str) -> dict:
+def _sees(caller, tenant: str | None) -> bool:
+    """Whether the caller may see something of this tenant (None: a local run without a tenant)."""
+    if getattr(caller, "dev", False):
+        return True
+    return tenant is not None and tenant == getattr(caller, "tenant", None)
+
+
+def _visible_panels(settings, caller) -> dict:
+    from rls_cds.fhir.smart import FhirServersError
+    from rls_cds.panels.config import panel_tenant
+
+    panels = _panels(settings)
+    if getattr(caller, "dev", False):
+        return panels
+    try:
+        return {pid: p for pid, p in panels.items() if _sees(caller, panel_tenant(p, settings))}
+    except FhirServersError:  # tenants unknown: show nothing rather than guess
+        raise ApiError(503, "panels_misconfigured", "the FHIR servers file cannot be read") from None
+
+
+def _status(settings, client, caller, panel_id: str, run_id: str) -> dict:
     from rls_cds.panels.service import run_report, run_status
 
     status = run_status(settings, run_id, client)
-    if status is None or status.get("panel") != panel_id:
+    if status is None or status.get("panel") != panel_id or not _sees(caller, status.get("tenant")):
         raise ApiError(404, "unknown_run", f"panel {panel_id} has no run {run_id}")
     report = run_report(settings, run_id, client)
     if report is not None:
@@ -76,17 +101,14 @@ def _status(settings, client, panel_id: str, run_id: str) -> dict:
 @router.get("/panels")
 async def list_panels(request: Request) -> JSONResponse:
     runtime = request.app.state.runtime
-    await runtime.authenticate(request)
-    panels = _panels(runtime.settings)
+    caller = await runtime.authenticate(request)
+    panels = _visible_panels(runtime.settings, caller)
     client = _redis(request)
 
     def build() -> list[dict]:
-        from rls_cds.panels.service import panel_runs, run_status
-
         out = []
         for p in panels.values():
-            runs = panel_runs(runtime.settings, p.id, client, limit=1)
-            latest = run_status(runtime.settings, runs[0], client) if runs else None
+            latest = _latest_run(runtime.settings, client, caller, p.id)
             out.append(
                 {
                     "id": p.id,
@@ -101,12 +123,22 @@ async def list_panels(request: Request) -> JSONResponse:
     return JSONResponse({"panels": await _in_thread(build)})
 
 
+def _latest_run(settings, client, caller, panel_id: str) -> dict | None:
+    from rls_cds.panels.service import panel_runs, run_status
+
+    for rid in panel_runs(settings, panel_id, client, limit=20):
+        status = run_status(settings, rid, client)
+        if status is not None and _sees(caller, status.get("tenant")):
+            return status
+    return None
+
+
 @router.post("/panels/{panel_id}/runs", status_code=202)
 async def start_panel_run(panel_id: str, request: Request) -> JSONResponse:
     runtime = request.app.state.runtime
-    await runtime.authenticate(request)
+    caller = await runtime.authenticate(request)
     _check_id(panel_id, "panel")
-    if panel_id not in _panels(runtime.settings):
+    if panel_id not in _visible_panels(runtime.settings, caller):
         raise ApiError(404, "unknown_panel", f"no panel {panel_id} in the panels file")
     from rls_cds.panels.service import PanelError, start_run
 
@@ -122,30 +154,30 @@ async def start_panel_run(panel_id: str, request: Request) -> JSONResponse:
 @router.get("/panels/{panel_id}/runs/{run_id}")
 async def get_panel_run(panel_id: str, run_id: str, request: Request) -> JSONResponse:
     runtime = request.app.state.runtime
-    await runtime.authenticate(request)
+    caller = await runtime.authenticate(request)
     _check_id(panel_id, "panel")
     _check_id(run_id, "run")
     client = _redis(request)
-    return JSONResponse(await _in_thread(_status, runtime.settings, client, panel_id, run_id))
+    return JSONResponse(await _in_thread(_status, runtime.settings, client, caller, panel_id, run_id))
 
 
-async def _finished_report(request: Request, panel_id: str, run_id: str) -> tuple[dict, object]:
+async def _finished_report(request: Request, panel_id: str, run_id: str) -> tuple[dict, object, object]:
     runtime = request.app.state.runtime
-    await runtime.authenticate(request)
+    caller = await runtime.authenticate(request)
     _check_id(panel_id, "panel")
     _check_id(run_id, "run")
     client = _redis(request)
-    status = await _in_thread(_status, runtime.settings, client, panel_id, run_id)
+    status = await _in_thread(_status, runtime.settings, client, caller, panel_id, run_id)
     if "report" not in status:
         raise ApiError(409, "run_not_finished", f"run {run_id} is {status.get('status')}; no report yet")
-    return status["report"], client
+    return status["report"], client, caller
 
 
 @router.get("/panels/{panel_id}/runs/{run_id}/worklist.csv")
 async def get_worklist_csv(panel_id: str, run_id: str, request: Request) -> Response:
     from rls_cds.panels.report import worklist_csv
 
-    report, _ = await _finished_report(request, panel_id, run_id)
+    report, _, _ = await _finished_report(request, panel_id, run_id)
     return Response(
         worklist_csv(report),
         media_type="text/csv; charset=utf-8",
@@ -159,8 +191,8 @@ async def view_worklist(
 ) -> HTMLResponse:
     from rls_cds.panels.html import render_worklist
 
-    report, client = await _finished_report(request, panel_id, run_id)
-    history = await _in_thread(_history, request.app.state.runtime.settings, client, panel_id, run_id)
+    report, client, caller = await _finished_report(request, panel_id, run_id)
+    history = await _in_thread(_history, request.app.state.runtime.settings, client, caller, panel_id, run_id)
     page = render_worklist(
         report,
         cause=cause or None,
@@ -178,9 +210,9 @@ async def view_worklist(
     return HTMLResponse(page, headers=headers)
 
 
-def _history(settings, client, panel_id: str, run_id: str) -> list[tuple[str, int]]:
-    """Worklist size of the panel's finished runs up to this one, oldest first."""
-    from rls_cds.panels.service import panel_runs
+def _history(settings, client, caller, panel_id: str, run_id: str) -> list[tuple[str, int]]:
+    """Worklist size of the panel's finished runs (the caller's tenant) up to this one, oldest first."""
+    from rls_cds.panels.service import panel_runs, run_tenant
     from rls_cds.panels.state import RunState
 
     runs = panel_runs(settings, panel_id, client, limit=50)
@@ -188,7 +220,8 @@ def _history(settings, client, panel_id: str, run_id: str) -> list[tuple[str, in
         runs = runs[runs.index(run_id) :]
     out = []
     for rid in runs[:20]:
-        counts = RunState(client, rid).meta().get("counts")
-        if counts:
+        meta = RunState(client, rid).meta()
+        counts = meta.get("counts")
+        if counts and _sees(caller, run_tenant(settings, meta)):
             out.append((rid, int(counts.get("worklist") or 0)))
     return list(reversed(out))

@@ -140,6 +140,25 @@ def _panel(pid: str, body: Any, where: str) -> Panel:
     )
 
 
+def server_tenant(base: str, settings) -> str:
+    """The tenant of a FHIR server in settings.fhir_servers_file; "default" when it is not listed."""
+    from rls_cds.fhir.smart import load_fhir_servers, normalize_base
+
+    cfg = load_fhir_servers(settings).get(normalize_base(base))
+    return (cfg.tenant if cfg else None) or "default"
+
+
+def panel_tenant(panel: Panel | dict, settings) -> str:
+    """A panel's tenant: its own ``tenant``, else its FHIR server's, else "default".
+
+    Raises FhirServersError when the servers file cannot be read: callers that guard access decide
+    what that means (the API refuses; a worker storing assessments falls back to "default").
+    """
+    own = panel.get("tenant") if isinstance(panel, dict) else panel.tenant
+    server = panel.get("fhir_server") if isinstance(panel, dict) else panel.fhir_server
+    return own or server_tenant(server, settings)
+
+
 def load_panels(settings) -> dict[str, Panel]:
     path = settings.panels_file
     if path is None:

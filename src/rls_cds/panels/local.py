@@ -60,7 +60,7 @@ def run_ndjson(
     client = redis.Redis.from_url(redis_url, socket_timeout=30)
     _URL = redis_url
     _CTX = Context(settings=settings, redis=client, terminology=terminology)
-    state = create_local_run(client, files, panel_id, workers, settings)
+    state = create_local_run(client, files, panel_id, workers, settings, tenant=tenant)
     _CTX_ON_PATIENT = None
     if tenant:  # local files belong to no FHIR server: assessments are stored only when asked
         from rls_cds.panels.assessments import AssessmentSink

@@ -26,7 +26,8 @@ from rls_cds.panels.work import partition_of
 log = logging.getLogger("rls_cds.panels")
 
 
-def create_panel_run(client, panel: Panel, since: str | None = None) -> RunState:
+def create_panel_run(client, panel: Panel, since: str | None = None, tenant: str | None = None) -> RunState:
+    """``tenant`` (config.panel_tenant) goes into the run meta: the API shows a run to its tenant only."""
     state = RunState(client, new_run_id(panel.id))
     previous = None
     if since is None and panel.incremental and panel.strategy == "bulk":
@@ -36,6 +37,7 @@ def create_panel_run(client, panel: Panel, since: str | None = None) -> RunState
         "panel_config": {k: v for k, v in asdict(panel).items() if k != "extra"},
         "strategy": panel.strategy,
         "fhir_server": panel.fhir_server,
+        "tenant": tenant,
         "status": "planning",
         "created_at": time.time(),
         "now": datetime.now(UTC).isoformat(),

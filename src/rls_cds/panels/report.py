@@ -52,11 +52,14 @@ def merge_results(results: dict[str, dict]) -> dict:
 
 def previous_worklist(state: RunState, panel_id: str) -> tuple[str | None, dict[str, set[str]]]:
     """The most recent earlier finished run of the panel with a report: patient -> actionable causes."""
+    tenant = state.meta().get("tenant")
     for rid in runs_of(state.r, panel_id, limit=100):
         if rid == state.run_id:
             continue
         prev = RunState(state.r, rid)
         if prev.meta().get("status") not in TERMINAL or prev.meta().get("status") == "failed":
+            continue
+        if prev.meta().get("tenant") != tenant:  # local runs of one panel id under different tenants
             continue
         report = prev.report()
         if report is None:

@@ -84,6 +84,7 @@ def create_local_run(
     workers: int,
     settings,
     now: datetime | None = None,
+    tenant: str | None = None,
 ) -> RunState:
     chunks = ndjson.plan_local(files, settings.panel_chunk_bytes)
     parts = partitions_for(ndjson.total_bytes(files), workers, settings.panel_partition_bytes)
@@ -91,6 +92,7 @@ def create_local_run(
     meta = {
         "panel": panel_id,
         "strategy": "ndjson",
+        "tenant": tenant,  # local files belong to no FHIR server: no tenant unless given (API: dev only)
         "status": "mapping",
         "created_at": time.time(),
         "now": (now or datetime.now(UTC)).isoformat(),

@@ -58,7 +58,8 @@ def redis_url_for_cli(settings) -> Iterator[str]:
 
 
 def start_run(settings, panel_id: str, since: str | None = None) -> str:
-    from rls_cds.panels.config import PanelConfigError, load_panels
+    from rls_cds.fhir.smart import FhirServersError
+    from rls_cds.panels.config import PanelConfigError, load_panels, panel_tenant
     from rls_cds.panels.orchestrate import create_panel_run
 
     try:
@@ -68,7 +69,11 @@ def start_run(settings, panel_id: str, since: str | None = None) -> str:
     panel = panels.get(panel_id)
     if panel is None:
         raise PanelError(f"unknown panel {panel_id!r}")
-    state = create_panel_run(redis_client(settings), panel, since=since)
+    try:
+        tenant = panel_tenant(panel, settings)
+    except FhirServersError as exc:
+        raise PanelError(str(exc)) from None
+    state = create_panel_run(redis_client(settings), panel, since=since, tenant=tenant)
     from rls_cds.panels.tasks import start_run as start_task
 
     start_task.apply_async(args=[state.run_id], queue="batch")
@@ -85,6 +90,7 @@ def run_status(settings, run_id: str, client=None) -> dict | None:
         "panel": meta.get("panel"),
         "status": meta.get("status"),
         "strategy": meta.get("strategy"),
+        "tenant": run_tenant(settings, meta),
         "created_at": meta.get("created_at"),
         "finished_at": meta.get("finished_at"),
         "progress": state.counts(),
@@ -94,6 +100,25 @@ def run_status(settings, run_id: str, client=None) -> dict | None:
     if meta.get("run_errors"):
         out["run_errors"] = meta["run_errors"]
     return out
+
+
+def run_tenant(settings, meta: dict) -> str | None:
+    """The tenant recorded at run creation; None for a local run without --tenant.
+
+    Runs created before the tenant was recorded: derived from their panel config as creation does
+    now, or None (shown to development callers only) when the FHIR servers file cannot be read.
+    """
+    if meta.get("tenant") or not meta.get("fhir_server"):
+        return meta.get("tenant")
+    from rls_cds.fhir.smart import FhirServersError
+    from rls_cds.panels.config import panel_tenant
+
+    try:
+        return panel_tenant(
+            {**(meta.get("panel_config") or {}), "fhir_server": meta["fhir_server"]}, settings
+        )
+    except FhirServersError:
+        return None
 
 
 def run_report(settings, run_id: str, client=None) -> dict | None:

@@ -162,8 +162,9 @@ def reduce_unit(run_id: str, unit_id: str) -> str:
 
 def _sink(state: RunState, meta: dict, cfg: dict):
     from rls_cds.panels.assessments import AssessmentSink
+    from rls_cds.panels.service import run_tenant
 
-    tenant = cfg.get("tenant") or _server_tenant(meta["fhir_server"])
+    tenant = run_tenant(get_settings(), meta) or "default"
     read_at = meta.get("created_at") or 0.0
     sink = AssessmentSink(get_settings(), tenant, float(read_at), state.run_id)
     if not cfg.get("writeback"):
@@ -177,16 +178,6 @@ def _sink(state: RunState, meta: dict, cfg: dict):
         writer(pid, outcome)
 
     return both
-
-
-def _server_tenant(base: str) -> str:
-    try:
-        from rls_cds.fhir.smart import load_fhir_servers, normalize_base
-
-        cfg = load_fhir_servers(get_settings()).get(normalize_base(base))
-        return (cfg.tenant if cfg else None) or "default"
-    except Exception:  # noqa: BLE001 - no servers file: the default tenant
-        return "default"
 
 
 @app.task(name="rls_cds.panels.tasks.finalize_run", acks_late=True)

@@ -45,15 +45,25 @@ def test_thin_batch_finds_what_the_core_finds_on_full_resources(export, tmp_path
     assert report["counts"]["patients_assessed"] == N
     now = datetime.fromisoformat(report["evaluated_at"])
     expected: dict[str, set[str]] = {}
+    wording: dict[str, list[tuple]] = {}
     for patient in patients_of(N):
         resources = [r for kind in patient.values() for r in kind]
         found = evaluate(resources, now=now, terminology=terminology).findings
         causes = {f.cause for f in found if f.actionable}
         if causes:
             expected[patient["Patient"][0]["id"]] = causes
+            wording[patient["Patient"][0]["id"]] = [
+                (f.cause, f.strength, f.summary, f.action) for f in found if f.actionable
+            ]
     assert expected, "the generated panel must contain positive patients"
     assert len(expected) < N, "and negative ones"
     assert _actionable(report) == expected
+    # Not only the same causes: the same strength and the same words (values, dates, drugs) on each row.
+    rows = {
+        r["patient"]: [(f["cause"], f["strength"], f["summary"], f["action"]) for f in r["findings"]]
+        for r in report["worklist"]
+    }
+    assert rows == wording
 
 
 def test_two_workers_same_report_and_nothing_new_the_second_time(export, tmp_path, panel_redis, terminology):

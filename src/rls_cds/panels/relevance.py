@@ -1,7 +1,9 @@
 """Which thin resources can matter to a rule: those whose codes (or, for drugs, text) the terminology knows.
 
 Everything else in a Bulk export (blood counts, lipid panels, everyday drugs, unrelated problems) is
-counted and dropped right after decoding, so the facts kept per patient stay small. The lookups are
+counted and dropped right after decoding, so the facts kept per patient stay small. Labs the tables
+know but no rule reads (hemoglobin, MCV, creatinine, BUN: ``core.rules.ANALYTES_READ``) are dropped
+too: the core skips them without a trace (no fact, warning or fingerprint input). The lookups are
 memoised per (system, code): an export repeats the same few thousand codes millions of times.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rls_cds.core.rules import ANALYTES_READ
 from rls_cds.panels import thin
 
 
@@ -18,11 +21,12 @@ class Relevance:
         self._cond: dict[tuple, bool] = {}
         self._lab: dict[tuple, bool] = {}
         self.lab_cache = self._lab  # read directly by the map's hot loop
+        self.condition_cache = self._cond
         self._drug: dict[tuple, bool] = {}
         self._text: dict[str, bool] = {}
 
     # --- code lookups (memoised) ----------------------------------------------------------
-    def _condition_code(self, system: str | None, code: str | None) -> bool:
+    def condition_code(self, system: str | None, code: str | None) -> bool:
         key = (system, code)
         hit = self._cond.get(key)
         if hit is None:
@@ -34,7 +38,8 @@ class Relevance:
         key = (system, code)
         hit = self._lab.get(key)
         if hit is None:
-            hit = bool(system and code and self.t.lab(system, code) is not None)
+            lab = self.t.lab(system, code) if system and code else None
+            hit = lab is not None and lab.analyte in ANALYTES_READ
             self._lab[key] = hit
         return hit
 
@@ -58,7 +63,7 @@ class Relevance:
     # --- per resource ---------------------------------------------------------------------
     def condition(self, res: thin.Condition) -> bool:
         code = res.code
-        return code is not None and any(self._condition_code(c.system, c.code) for c in code.coding)
+        return code is not None and any(self.condition_code(c.system, c.code) for c in code.coding)
 
     def observation(self, res: thin.Observation) -> bool:
         return res.code is not None and any(self.lab_code(c.system, c.code) for c in res.code.coding)

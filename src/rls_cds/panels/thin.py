@@ -5,6 +5,9 @@ from bytes into these msgspec Structs skips every other field at C speed. A reso
 evaluation travels between workers as msgpack of these Structs (tag included), which an untyped
 decode turns back into small FHIR-shaped dicts for the clinical core, exactly like a hook's
 resources, so a patient gets the same answer on every path.
+
+The Structs are ``gc=False``: they hold strings, numbers and other thin Structs only (no reference
+cycles are possible), so the hundreds of thousands a map decodes are not tracked by the cyclic GC.
 """
 
 from __future__ import annotations
@@ -13,29 +16,29 @@ import msgspec
 from msgspec import Struct
 
 
-class Coding(Struct, omit_defaults=True):
+class Coding(Struct, gc=False, omit_defaults=True):
     system: str | None = None
     code: str | None = None
     display: str | None = None
 
 
-class Concept(Struct, omit_defaults=True):
+class Concept(Struct, gc=False, omit_defaults=True):
     coding: list[Coding] = []
     text: str | None = None
 
 
-class Reference(Struct, omit_defaults=True):
+class Reference(Struct, gc=False, omit_defaults=True):
     reference: str | None = None
     display: str | None = None
 
 
-class LabCode(Struct, omit_defaults=True):
+class LabCode(Struct, gc=False, omit_defaults=True):
     """Observation.code: the core reads the codings only (LOINC lookup, display for evidence)."""
 
     coding: list[Coding] = []
 
 
-class LabQuantity(Struct, omit_defaults=True):
+class LabQuantity(Struct, gc=False, omit_defaults=True):
     """Observation.valueQuantity: the unit is read from `code` (UCUM) or `unit`, never `system`."""
 
     value: float | None = None
@@ -44,34 +47,34 @@ class LabQuantity(Struct, omit_defaults=True):
     code: str | None = None
 
 
-class Period(Struct, omit_defaults=True):
+class Period(Struct, gc=False, omit_defaults=True):
     start: str | None = None
     end: str | None = None
 
 
-class Repeat(Struct, omit_defaults=True):
+class Repeat(Struct, gc=False, omit_defaults=True):
     boundsPeriod: Period | None = None  # noqa: N815
 
 
-class Timing(Struct, omit_defaults=True):
+class Timing(Struct, gc=False, omit_defaults=True):
     repeat: Repeat | None = None
 
 
-class Dosage(Struct, omit_defaults=True):
+class Dosage(Struct, gc=False, omit_defaults=True):
     text: str | None = None
     route: Concept | None = None
     timing: Timing | None = None
 
 
-class DispenseRequest(Struct, omit_defaults=True):
+class DispenseRequest(Struct, gc=False, omit_defaults=True):
     validityPeriod: Period | None = None  # noqa: N815
 
 
-class Ingredient(Struct, omit_defaults=True):
+class Ingredient(Struct, gc=False, omit_defaults=True):
     itemCodeableConcept: Concept | None = None  # noqa: N815
 
 
-class Contained(Struct, omit_defaults=True):
+class Contained(Struct, gc=False, omit_defaults=True):
     """A contained resource: only Medications matter (medicationReference '#id')."""
 
     resourceType: str | None = None  # noqa: N815
@@ -81,7 +84,7 @@ class Contained(Struct, omit_defaults=True):
     ingredient: list[Ingredient] = []
 
 
-class Patient(Struct, tag_field="resourceType", tag="Patient", omit_defaults=True):
+class Patient(Struct, gc=False, tag_field="resourceType", tag="Patient", omit_defaults=True):
     id: str | None = None
     gender: str | None = None
     birthDate: str | None = None  # noqa: N815
@@ -89,7 +92,7 @@ class Patient(Struct, tag_field="resourceType", tag="Patient", omit_defaults=Tru
     deceasedDateTime: str | None = None  # noqa: N815
 
 
-class Condition(Struct, tag_field="resourceType", tag="Condition", omit_defaults=True):
+class Condition(Struct, gc=False, tag_field="resourceType", tag="Condition", omit_defaults=True):
     id: str | None = None
     clinicalStatus: Concept | None = None  # noqa: N815
     verificationStatus: Concept | None = None  # noqa: N815
@@ -102,7 +105,7 @@ class Condition(Struct, tag_field="resourceType", tag="Condition", omit_defaults
     recordedDate: str | None = None  # noqa: N815
 
 
-class Observation(Struct, tag_field="resourceType", tag="Observation", omit_defaults=True):
+class Observation(Struct, gc=False, tag_field="resourceType", tag="Observation", omit_defaults=True):
     id: str | None = None
     status: str | None = None
     code: LabCode | None = None
@@ -118,7 +121,9 @@ class Observation(Struct, tag_field="resourceType", tag="Observation", omit_defa
     interpretation: list[Concept] = []
 
 
-class MedicationRequest(Struct, tag_field="resourceType", tag="MedicationRequest", omit_defaults=True):
+class MedicationRequest(
+    Struct, gc=False, tag_field="resourceType", tag="MedicationRequest", omit_defaults=True
+):
     id: str | None = None
     status: str | None = None
     intent: str | None = None
@@ -132,7 +137,7 @@ class MedicationRequest(Struct, tag_field="resourceType", tag="MedicationRequest
     doNotPerform: bool | None = None  # noqa: N815
 
 
-class Medication(Struct, tag_field="resourceType", tag="Medication", omit_defaults=True):
+class Medication(Struct, gc=False, tag_field="resourceType", tag="Medication", omit_defaults=True):
     id: str | None = None
     code: Concept | None = None
     form: Concept | None = None

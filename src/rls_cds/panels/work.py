@@ -53,16 +53,18 @@ class _Sorter:
         self.resources = self.kept = self.unlinked = 0
 
     def file(self, items: list) -> None:
-        keep = self.relevance.keep
-        lab_code = self.relevance.lab_code
-        lab_cache = self.relevance.lab_cache
+        rel = self.relevance
+        lab_code, lab_cache = rel.lab_code, rel.lab_cache
+        condition_code, condition_cache = rel.condition_code, rel.condition_cache
         key_of = thin.patient_key
         crc = zlib.crc32
-        observation, patient, medication = thin.Observation, thin.Patient, thin.Medication
+        observation, condition = thin.Observation, thin.Condition
+        patient, medication, medication_request = thin.Patient, thin.Medication, thin.MedicationRequest
         place_of_ref, parts, partitions = self.place_of_ref, self.parts, self.partitions
         kept = unlinked = 0
         for res in items:
-            if type(res) is observation:
+            kind = type(res)
+            if kind is observation:
                 # The hot path (most of an export): inline memoised lookup of the LOINC codes.
                 code = res.code
                 if code is None:
@@ -75,14 +77,28 @@ class _Sorter:
                         break
                 else:
                     continue
-            else:
-                if keep(res) is False:
+            elif kind is condition:  # same as Relevance.condition, inlined like the labs
+                code = res.code
+                if code is None:
                     continue
-                if type(res) is medication:
-                    if res.id:
-                        self.meds[res.id] = res
+                for c in code.coding:
+                    hit = condition_cache.get((c.system, c.code))
+                    if hit is None:
+                        hit = condition_code(c.system, c.code)
+                    if hit:
+                        break
+                else:
                     continue
-            ref = res.subject.reference if type(res) is not patient and res.subject is not None else None
+            elif kind is medication_request:
+                if rel.medication_request(res) is False:
+                    continue
+            elif kind is medication:
+                if res.id and rel.medication(res):
+                    self.meds[res.id] = res
+                continue
+            elif kind is not patient and rel.keep(res) is False:
+                continue
+            ref = res.subject.reference if kind is not patient and res.subject is not None else None
             where = place_of_ref.get(ref) if ref is not None else None
             if where is None:
                 key = key_of(res)
@@ -264,7 +280,13 @@ def reduce_partition(
 
 
 def _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on_patient) -> None:
-    wanted_meds = {m for items in by_patient.values() for r in items if (m := _external_med_ref(r))}
+    # `in` first: only orders carry a medicationReference (no call per Observation).
+    wanted_meds = {
+        m
+        for items in by_patient.values()
+        for r in items
+        if "medicationReference" in r and (m := _external_med_ref(r))
+    }
     meds = {mid: msgspec.msgpack.decode(raw) for mid, raw in state.meds(wanted_meds).items()}
     present: set[str] = set()
     for key, items in sorted(by_patient.items()):
@@ -317,7 +339,7 @@ def _with_medications(items: list[dict], meds: dict[str, dict]) -> list[dict]:
     out: list[dict] = []
     added: set[str] = set()
     for res in items:
-        mid = _external_med_ref(res)
+        mid = _external_med_ref(res) if "medicationReference" in res else None
         if mid is not None:
             med = meds.get(mid)
             if med is None:

@@ -16,7 +16,15 @@ from pathlib import Path
 import redis
 
 from rls_cds.panels import ndjson
-from rls_cds.panels.runs import Context, create_local_run, finalize, run_map, run_reduce, tune_gc
+from rls_cds.panels.runs import (
+    Context,
+    create_local_run,
+    finalize,
+    run_map,
+    run_reduce,
+    tune_gc,
+    tune_malloc,
+)
 from rls_cds.panels.state import RunState
 
 # Per-run globals, set in the parent before forking: the workers inherit them (terminology included).
@@ -68,6 +76,7 @@ def run_ndjson(
         _CTX_ON_PATIENT = AssessmentSink(settings, tenant, time.time(), state.run_id)
     _CTX.evaluator(state.meta()["now"])  # import the clinical core before forking
     tune_gc()
+    tune_malloc()
     totals = {"resources": 0, "patients": 0, "started": time.perf_counter()}
     map_items = [(state.run_id, c) for c in state.ids("map")]
     reduce_items = [(state.run_id, u) for u in state.ids("reduce")]

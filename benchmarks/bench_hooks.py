@@ -11,8 +11,9 @@ What runs, all on loopback:
 
 Cases: small and large generated patients at patient-view and order-select, each for a bounded time
 after a warm-up (and a bounded request count), service and baseline alternating in `--rounds` rounds
-so that background load drifting during a case weighs on both alike. Then the prefetch-missing case: the large patient
-loaded into a local sekmet-fhir, requests with fhirServer + fhirAuthorization and no prefetch.
+so that background load drifting during a case weighs on both alike. Then the prefetch-missing case:
+the large patient loaded into a local sekmet-fhir, requests with fhirServer + fhirAuthorization
+and no prefetch.
 
     .venv/bin/python benchmarks/bench_hooks.py [--duration 10] [--json-out FILE]
 """

@@ -453,10 +453,9 @@ def make_bundle(
 def default_prefetch_keys(hook: str = "patient-view") -> dict[str, str]:
     """The catalogue's prefetch templates for the hook, or a fallback when the service is not importable."""
     try:
-        from rls_cds.terminology import load_terminology
-
         from rls_cds.api.catalogue import load_catalogue
         from rls_cds.settings import get_settings
+        from rls_cds.terminology import load_terminology
 
         settings = get_settings()
         terminology = load_terminology(path=settings.terminology_dir)

@@ -138,6 +138,12 @@ def _read_scope(terminology: Any, now: datetime) -> ReadScope:
     return ReadScope(analytes=ANALYTES_READ, horizon=horizon, keep_old=ANALYTES_KEPT_OLD, lab_codes=lab_codes)
 
 
+def read_scope(terminology: Any, now: datetime) -> ReadScope:
+    """What ``evaluate`` reads at all (analytes, look-back horizon): the panel batch drops the rest
+    while mapping, before it is shipped to the reduce."""
+    return _read_scope(terminology, now)
+
+
 def _evidence_refs(findings: list[Finding], rls: list[Any]) -> set[str]:
     refs = {e.resource for f in findings for e in f.evidence}
     refs.update(c.ref for c in rls)

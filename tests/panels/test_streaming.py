@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import tracemalloc
+from datetime import UTC, datetime
 
 from rls_cds.panels import ndjson, thin, work
-from rls_cds.panels.relevance import Relevance
+from rls_cds.panels.relevance import LabHorizon, Relevance
 from tests.panels.conftest import write_export
 
 
@@ -90,3 +91,51 @@ def test_memory_of_a_map_is_bounded_by_its_chunk_not_the_file(tmp_path, terminol
         tracemalloc.stop()
     # One eighth of the file costs well under half the memory of the whole file in one chunk.
     assert peaks[0] < peaks[1] / 2.5, peaks
+
+
+def test_map_drops_exactly_the_old_labs_the_core_skips(terminology):
+    """The map's look-back horizon agrees with the core's own read of each lab's date: whichever
+    date field carries it, a lab is dropped when and only when the core would skip it."""
+    import orjson
+
+    from rls_cds.core.engine import read_scope
+    from rls_cds.core.facts import extract
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    scope = read_scope(terminology, now)
+    old, recent = "2000-01-15", "2026-05-01"
+    dates = [
+        {"effectiveDateTime": old},
+        {"effectiveDateTime": recent},
+        {"effectiveDateTime": "not a date", "issued": old},
+        {"effectiveDateTime": "not a date", "issued": recent},
+        {"effectivePeriod": {"start": old}},
+        {"effectivePeriod": {"end": recent}, "effectiveInstant": old + "T08:00:00Z"},
+        {"effectiveInstant": recent + "T08:00:00+02:00"},
+        {"issued": old + "T10:00:00Z"},
+        {},  # no date at all: the core keeps it (date unknown)
+        {"effectiveDateTime": scope.horizon.date().isoformat()},  # on the horizon itself
+        {"effectiveDateTime": "1999"},
+    ]
+    analytes = {"magnesium": ("19123-9", "mg/dL"), "ferritin": ("2276-4", "ng/mL")}  # ferritin: kept old
+    lines, expected_refs = [], set()
+    for analyte, (loinc, unit) in analytes.items():
+        for i, when in enumerate(dates):
+            res = {
+                "resourceType": "Observation",
+                "id": f"{analyte}-{i}",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+                "subject": {"reference": "Patient/p1"},
+                "valueQuantity": {"value": 1.0, "unit": unit, "code": unit},
+                **when,
+            }
+            lines.append(orjson.dumps(res))
+    core = extract([orjson.loads(x) for x in lines], [], terminology, frozenset(), scope)
+    expected_refs = {lab.ref for lab in core.labs}
+    horizon = LabHorizon(terminology, now)
+    parts, _meds, _stats = work.map_lines(enumerate(lines, 1), Relevance(terminology), 1, horizon=horizon)
+    kept = {f"Observation/{r.id}" for items in parts.get(0, {}).values() for r in items}
+    assert kept == expected_refs
+    assert any(r.startswith("Observation/magnesium") for r in kept) and len(kept) < len(lines)  # some dropped, not all
+    assert all(f"Observation/ferritin-{i}" in kept for i in range(len(dates)))

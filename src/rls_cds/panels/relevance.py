@@ -9,8 +9,10 @@ memoised per (system, code): an export repeats the same few thousand codes milli
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from rls_cds.core.facts import parse_date
 from rls_cds.core.rules import ANALYTES_READ
 from rls_cds.panels import thin
 
@@ -34,12 +36,13 @@ class Relevance:
             self._cond[key] = hit
         return hit
 
-    def lab_code(self, system: str | None, code: str | None) -> bool:
+    def lab_code(self, system: str | None, code: str | None) -> str:
+        """The analyte of a lab a rule reads; "" (falsy) for any other code."""
         key = (system, code)
         hit = self._lab.get(key)
         if hit is None:
             lab = self.t.lab(system, code) if system and code else None
-            hit = lab is not None and lab.analyte in ANALYTES_READ
+            hit = lab.analyte if lab is not None and lab.analyte in ANALYTES_READ else ""
             self._lab[key] = hit
         return hit
 
@@ -106,3 +109,31 @@ class Relevance:
         if isinstance(res, thin.Medication):
             return self.medication(res)
         return True
+
+
+class LabHorizon:
+    """Labs dated before the longest look-back of any cause (``core.engine.read_scope``) are skipped
+    by the core without a trace, except the analytes it keeps to say "last checked on ...": the
+    map drops them too. The date is the one the core reads (``core.facts._observation``): the first
+    of effectiveDateTime, effectivePeriod.start, effectiveInstant, issued that parses."""
+
+    __slots__ = ("before", "keep_old")
+
+    def __init__(self, terminology: Any, now: datetime):
+        from rls_cds.core.engine import read_scope
+
+        scope = read_scope(terminology, now)
+        self.before = scope.horizon
+        self.keep_old = scope.keep_old
+
+    def too_old(self, res: thin.Observation, analyte: str) -> bool:
+        if self.before is None or analyte in self.keep_old:
+            return False
+        period = res.effectivePeriod
+        date = (
+            parse_date(res.effectiveDateTime)
+            or parse_date(period.start if period is not None else None)
+            or parse_date(res.effectiveInstant)
+            or parse_date(res.issued)
+        )
+        return date is not None and date < self.before

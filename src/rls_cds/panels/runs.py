@@ -22,7 +22,7 @@ from typing import Any
 
 from rls_cds.panels import ndjson
 from rls_cds.panels.evaluation import Evaluator
-from rls_cds.panels.relevance import Relevance
+from rls_cds.panels.relevance import LabHorizon, Relevance
 from rls_cds.panels.report import build_report
 from rls_cds.panels.state import RunState
 from rls_cds.panels.work import map_blocks, map_lines, reduce_partition, save_map
@@ -78,9 +78,17 @@ class Context:
     terminology: Any
     relevance: Relevance = field(init=False)
     _evaluators: dict = field(default_factory=dict)
+    _horizons: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.relevance = Relevance(self.terminology)
+
+    def horizon(self, now_iso: str) -> LabHorizon:
+        found = self._horizons.get(now_iso)
+        if found is None:
+            found = LabHorizon(self.terminology, datetime.fromisoformat(now_iso))
+            self._horizons = {now_iso: found}
+        return found
 
     def evaluator(self, now_iso: str) -> Evaluator:
         ev = self._evaluators.get(now_iso)
@@ -141,19 +149,22 @@ def run_map(state: RunState, cid: str, ctx: Context, open_remote=None) -> dict:
     if spec is None:
         raise KeyError(f"unknown chunk {cid}")
     chunk = ndjson.Chunk.from_dict(spec)
-    parts = int(state.meta()["partitions"])
+    meta = state.meta()
+    parts = int(meta["partitions"])
+    # Incremental runs: a changed old lab still marks its patient as changed (re-read in full).
+    horizon = None if meta.get("incremental") or not meta.get("now") else ctx.horizon(meta["now"])
     if chunk.remote:
         if open_remote is None:
             raise RuntimeError("a remote chunk needs a Bulk download session")
         lines = ndjson.iter_stream(open_remote(chunk))
         locate = lambda loc: loc  # noqa: E731 - remote lines are numbered while streaming
         name = chunk.kind or "ndjson"
-        out_parts, meds, stats = map_lines(lines, ctx.relevance, parts, locate)
+        out_parts, meds, stats = map_lines(lines, ctx.relevance, parts, locate, horizon)
     else:
         blocks = ndjson.iter_local_blocks(chunk.source, chunk.start, chunk.end)
         locate = lambda loc: ndjson.line_number(chunk.source, loc)  # noqa: E731
         name = Path(chunk.source).name
-        out_parts, meds, stats = map_blocks(blocks, ctx.relevance, parts, locate)
+        out_parts, meds, stats = map_blocks(blocks, ctx.relevance, parts, locate, horizon)
     stats["file"] = name
     stats["chunk"] = cid
     save_map(state, cid, out_parts, meds, stats)

@@ -23,7 +23,7 @@ import msgspec
 
 from rls_cds.panels import thin
 from rls_cds.panels.evaluation import Evaluator
-from rls_cds.panels.relevance import Relevance
+from rls_cds.panels.relevance import LabHorizon, Relevance
 from rls_cds.panels.state import RunState
 
 log = logging.getLogger("rls_cds.panels")
@@ -43,8 +43,9 @@ def _unknown_type(exc: msgspec.ValidationError) -> bool:
 class _Sorter:
     """Files decoded thin resources under (partition, patient); drops what no rule can use."""
 
-    def __init__(self, relevance: Relevance, partitions: int):
+    def __init__(self, relevance: Relevance, partitions: int, horizon: LabHorizon | None = None):
         self.relevance = relevance
+        self.horizon = horizon
         self.partitions = partitions
         # (partition, patient key) of each subject reference seen (a patient has many resources).
         self.place_of_ref: dict[str, tuple[int, str]] = {}
@@ -61,6 +62,7 @@ class _Sorter:
         observation, condition = thin.Observation, thin.Condition
         patient, medication, medication_request = thin.Patient, thin.Medication, thin.MedicationRequest
         place_of_ref, parts, partitions = self.place_of_ref, self.parts, self.partitions
+        horizon = self.horizon
         kept = unlinked = 0
         for res in items:
             kind = type(res)
@@ -70,12 +72,14 @@ class _Sorter:
                 if code is None:
                     continue
                 for c in code.coding:
-                    hit = lab_cache.get((c.system, c.code))
-                    if hit is None:
-                        hit = lab_code(c.system, c.code)
-                    if hit:
+                    analyte = lab_cache.get((c.system, c.code))
+                    if analyte is None:
+                        analyte = lab_code(c.system, c.code)
+                    if analyte:
                         break
                 else:
+                    continue
+                if horizon is not None and horizon.too_old(res, analyte):
                     continue
             elif kind is condition:  # same as Relevance.condition, inlined like the labs
                 code = res.code
@@ -125,8 +129,14 @@ class _Sorter:
 
 
 class _Mapper:
-    def __init__(self, relevance: Relevance, partitions: int, locate: Callable[[int], int]):
-        self.sorter = _Sorter(relevance, partitions)
+    def __init__(
+        self,
+        relevance: Relevance,
+        partitions: int,
+        locate: Callable[[int], int],
+        horizon: LabHorizon | None = None,
+    ):
+        self.sorter = _Sorter(relevance, partitions, horizon)
         self.locate = locate
         self.other = self.bad = 0
         self.errors: list[dict] = []
@@ -192,10 +202,12 @@ def map_lines(
     relevance: Relevance,
     partitions: int,
     locate: Callable[[int], int] = lambda loc: loc,
+    horizon: LabHorizon | None = None,
 ) -> tuple[dict[int, dict[str, list]], dict[str, thin.Medication], dict]:
     """(parts, medications, stats) for one chunk's lines; parts: partition -> patient key -> thin
-    resources. ``locate`` turns a line's position into its 1-based line number (bad lines only)."""
-    mapper = _Mapper(relevance, partitions, locate)
+    resources. ``locate`` turns a line's position into its 1-based line number (bad lines only);
+    ``horizon``: also drop labs older than every look-back window (full runs, not incremental)."""
+    mapper = _Mapper(relevance, partitions, locate, horizon)
     mapper.lines(lines)
     return mapper.result()
 
@@ -205,9 +217,10 @@ def map_blocks(
     relevance: Relevance,
     partitions: int,
     locate: Callable[[int], int] = lambda loc: loc,
+    horizon: LabHorizon | None = None,
 ) -> tuple[dict[int, dict[str, list]], dict[str, thin.Medication], dict]:
     """Same as map_lines for (byte offset, block of whole lines) input: local files."""
-    mapper = _Mapper(relevance, partitions, locate)
+    mapper = _Mapper(relevance, partitions, locate, horizon)
     mapper.blocks(blocks)
     return mapper.result()
 

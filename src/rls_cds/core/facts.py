@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -183,10 +184,13 @@ class Facts:
 
 
 class _Memo:
-    """Per-call memo of terminology lookups: a record repeats the same few codes (CBC/BMP panels,
-    refills of one product) hundreds of times. Lives only for one ``extract`` call (no global state)."""
+    """Memo of terminology lookups: a record repeats the same few codes (CBC/BMP panels, refills of
+    one product) hundreds of times, and a batch of thousands of patients the same few hundred. One
+    memo per terminology object (``_memo_for``; the terminology is immutable, so an answer never goes
+    stale); each table stops remembering at ``MEMO_MAX`` entries, so a stream of unique codes or
+    texts cannot grow memory (lookups past it are simply not remembered)."""
 
-    __slots__ = ("_t", "_cond", "_lab", "_drug", "_text", "_units")
+    __slots__ = ("_t", "_cond", "_lab", "_drug", "_text", "_units", "__weakref__")
 
     def __init__(self, t: Any):
         self._t = t
@@ -200,25 +204,35 @@ class _Memo:
         key = (system, code)
         found = self._cond.get(key)
         if found is None:
-            found = self._cond[key] = self._t.condition_matches(system, code)
+            found = self._t.condition_matches(system, code)
+            if len(self._cond) < MEMO_MAX:
+                self._cond[key] = found
         return found
 
     def lab(self, system: str, code: str):
         key = (system, code)
-        if key not in self._lab:
-            self._lab[key] = self._t.lab(system, code)
-        return self._lab[key]
+        found = self._lab.get(key, _UNSET)
+        if found is _UNSET:
+            found = self._t.lab(system, code)
+            if len(self._lab) < MEMO_MAX:
+                self._lab[key] = found
+        return found
 
     def drug_by_code(self, system: str, code: str):
         key = (system, code)
-        if key not in self._drug:
-            self._drug[key] = self._t.drug_by_code(system, code)
-        return self._drug[key]
+        found = self._drug.get(key, _UNSET)
+        if found is _UNSET:
+            found = self._t.drug_by_code(system, code)
+            if len(self._drug) < MEMO_MAX:
+                self._drug[key] = found
+        return found
 
     def drug_by_text(self, text: str):
         found = self._text.get(text)
         if found is None:
-            found = self._text[text] = self._t.drug_by_text(text)
+            found = self._t.drug_by_text(text)
+            if len(self._text) < MEMO_MAX:
+                self._text[text] = found
         return found
 
     def convert(self, analyte: str, value: float, unit: str) -> float | None:
@@ -228,11 +242,31 @@ class _Memo:
         line = self._units.get(key)
         if line is None:
             zero, one = self._t.convert(analyte, 0.0, unit), self._t.convert(analyte, 1.0, unit)
-            line = self._units[key] = (one - zero, zero) if zero is not None and one is not None else False
+            line = (one - zero, zero) if zero is not None and one is not None else False
+            if len(self._units) < MEMO_MAX:
+                self._units[key] = line
         return None if line is False else line[0] * value + line[1]
 
     def __getattr__(self, name: str):  # convert, route_of_text, ... straight through
         return getattr(self._t, name)
+
+
+MEMO_MAX = 20_000  # entries per lookup table of a terminology's memo
+_UNSET = object()
+_MEMOS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _memo_for(t: Any) -> _Memo:
+    """The terminology's shared memo (weakly held: it goes with the terminology object)."""
+    try:
+        return _MEMOS[t]
+    except KeyError:
+        # The memo reaches its terminology through a weak proxy: a strong reference from the value
+        # would keep the key (and a reloaded terminology's memo) alive forever.
+        memo = _MEMOS[t] = _Memo(weakref.proxy(t))
+        return memo
+    except TypeError:  # cannot be weakly referenced (a test double): a memo for this call only
+        return _Memo(t)
 
 
 # --- conditions ----------------------------------------------------------------------------------
@@ -635,7 +669,7 @@ def extract(
     """
     facts = Facts()
     scope = scope or ReadScope()
-    t = _Memo(t)
+    t = _memo_for(t)
     medications = _medication_index(resources) | _medication_index(drafts)
     draft_refs: set[str] = set()
     n_drafts = sum(1 for d in drafts if isinstance(d, dict))

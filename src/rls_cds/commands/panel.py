@@ -52,12 +52,16 @@ def _store_errors(func):
 
     def wrapped(args) -> int:
         import redis
-        from kombu.exceptions import OperationalError
 
         try:
             return func(args)
-        except (redis.RedisError, OperationalError) as exc:
-            return _fail(f"Redis (run state / task queue) is not reachable ({type(exc).__name__})", 1)
+        except Exception as exc:
+            # kombu is looked up, not imported (~10 ms of start-up `panel run --ndjson` never needs):
+            # if nothing imported it, the error cannot be one of its broker errors.
+            broker = sys.modules.get("kombu.exceptions")
+            if isinstance(exc, redis.RedisError) or (broker and isinstance(exc, broker.OperationalError)):
+                return _fail(f"Redis (run state / task queue) is not reachable ({type(exc).__name__})", 1)
+            raise
 
     return wrapped
 

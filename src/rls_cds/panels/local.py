@@ -74,7 +74,8 @@ def run_ndjson(
         from rls_cds.panels.assessments import AssessmentSink
 
         _CTX_ON_PATIENT = AssessmentSink(settings, tenant, time.time(), state.run_id)
-    _CTX.evaluator(state.meta()["now"])  # import the clinical core before forking
+    # Import the clinical core (and build the evaluator the reduce will use) before forking.
+    _CTX.evaluator(state.meta()["now"], fingerprints=_CTX_ON_PATIENT is not None)
     tune_gc()
     tune_malloc()
     totals = {"resources": 0, "patients": 0, "started": time.perf_counter()}

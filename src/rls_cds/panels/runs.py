@@ -90,11 +90,12 @@ class Context:
             self._horizons = {now_iso: found}
         return found
 
-    def evaluator(self, now_iso: str) -> Evaluator:
-        ev = self._evaluators.get(now_iso)
+    def evaluator(self, now_iso: str, fingerprints: bool = True) -> Evaluator:
+        key = (now_iso, fingerprints)
+        ev = self._evaluators.get(key)
         if ev is None:
-            ev = Evaluator(self.terminology, datetime.fromisoformat(now_iso))
-            self._evaluators = {now_iso: ev}
+            ev = Evaluator(self.terminology, datetime.fromisoformat(now_iso), fingerprints)
+            self._evaluators = {key: ev}
         return ev
 
 
@@ -176,7 +177,8 @@ def run_reduce(state: RunState, uid: str, ctx: Context, on_patient=None, search=
     if unit is None:
         raise KeyError(f"unknown unit {uid}")
     meta = state.meta()
-    evaluator = ctx.evaluator(meta["now"])
+    # No sink (a local run without --tenant): nothing is stored, so no fingerprints to compute.
+    evaluator = ctx.evaluator(meta["now"], fingerprints=on_patient is not None)
     if unit["kind"] == "partition":
         return reduce_partition(state, int(unit["p"]), evaluator, on_patient, refetch)
     if search is None:

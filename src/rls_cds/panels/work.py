@@ -307,7 +307,8 @@ def _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on
             result["outside_panel"] += 1  # resources of patients not in the Group: not ours to report
             continue
         pid = key.split("/", 1)[1]
-        if any(r.get("resourceType") == "Patient" for r in items):
+        # From the end: the Patient file is read last, so its resource is usually the last item.
+        if any(r.get("resourceType") == "Patient" for r in reversed(items)):
             present.add(key)
         elif members is not None:
             continue  # reported below: no Patient resource for this member

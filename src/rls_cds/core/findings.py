@@ -196,7 +196,10 @@ def dedupe(evidence: list[Evidence]) -> list[Evidence]:
 
 
 def cap(text: str) -> str:
-    """First letter upper-case, the rest untouched (units such as ng/mL keep their case)."""
+    """First letter upper-case, the rest untouched (units such as ng/mL keep their case). A word
+    whose second letter is already upper-case is a term spelled that way (eGFR, pH): left alone."""
+    if text[1:2].isupper():
+        return text
     return text[:1].upper() + text[1:]
 
 

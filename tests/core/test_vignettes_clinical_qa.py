@@ -1,0 +1,20 @@
+"""Clinical QA vignettes: what a clinician reads on the cards (summary wording, one card per
+concern, honesty about data that could not be interpreted). Each test is a defect found by reading
+cards of generated patients (benchmarks/generate.py) against rls-clinical.md."""
+
+from __future__ import annotations
+
+from tests.core import fhir as F
+from tests.core.conftest import finding
+
+
+def rls_patient(*extra):
+    return [F.patient(), F.rls(), F.ferritin(120), F.tsat(30), *extra]
+
+
+def test_persisting_low_egfr_summary_keeps_the_lower_case_e_of_egfr(run):
+    # MDRD eGFR as Synthea sends it (33914-3), 52 then 48 four months apart: CKD G3a.
+    a = run(rls_patient(F.egfr(52, days=150, loinc="33914-3"), F.egfr(48, days=20, loinc="33914-3")))
+    f = finding(a, "kidney_disease")
+    assert f.summary.startswith("eGFR 48 "), f.summary
+    assert "CKD G3a" in f.summary

@@ -93,7 +93,9 @@ def kidney_disease(ctx: Context) -> list[Finding]:
         )
     else:
         kind = "stage_unknown"
-        summary = f"Kidney disease coded: {cond_name(other)} (stage not >= 3 / not confirmed)"
+        # Say which: an unconfirmed ESRD is not "a stage below 3", and N18.9 is not "unconfirmed".
+        why_noted = "unconfirmed" if other[0].tentative else "stage not given"
+        summary = f"Kidney disease coded: {cond_name(other)} ({why_noted}); noted only"
 
     reasoning = {
         "esrd": "ESRD and dialysis carry a high RLS prevalence (strong evidence); in ESRD the iron "
@@ -102,7 +104,9 @@ def kidney_disease(ctx: Context) -> list[Finding]:
         "2012) is associated with RLS (moderate evidence).",
         "reduced_egfr": f"Only {len(run)} eGFR value(s) below {num(limit)} spanning less than 3 months: "
         "KDIGO requires persistence over 3 months before calling it CKD.",
-        "stage_unknown": "A kidney diagnosis without a stage >= 3 (or not confirmed): noted only.",
+        "stage_unknown": "A kidney diagnosis that is not confirmed (provisional/differential): noted only."
+        if other and other[0].tentative
+        else "A kidney diagnosis without a stage (stage 3 or worse, ESRD or dialysis counts): noted only.",
     }[kind]
     action = "Note the association with RLS."
     actionable = False

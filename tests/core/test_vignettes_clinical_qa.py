@@ -5,7 +5,7 @@ cards of generated patients (benchmarks/generate.py) against rls-clinical.md."""
 from __future__ import annotations
 
 from tests.core import fhir as F
-from tests.core.conftest import finding
+from tests.core.conftest import card_causes, finding
 
 
 def rls_patient(*extra):
@@ -39,3 +39,43 @@ def test_ckd_of_unspecified_stage_says_the_stage_is_not_given(run):
     )
     assert not f.actionable and f.strength == "weak"
     assert "stage not given" in f.summary and "not confirmed" not in f.summary, f.summary
+
+
+IDA = ("D50.9", "Iron deficiency anemia, unspecified")
+
+
+def iron_cards(cards):
+    return [c for c in cards if c["source"]["topic"]["code"] in ("iron_deficiency", "iron_studies_missing")]
+
+
+def test_coded_iron_deficiency_without_labs_is_one_card_that_orders_the_studies(run):
+    # RLS + D50.9 on the problem list, no ferritin/TSAT in 12 months: one warning, not two cards
+    # that both say "no ferritin or TSAT in 12 months"; that card carries the iron-panel order.
+    resources = [F.patient(), F.rls(), F.condition(F.ICD10, *IDA), F.ferritin(40, days=500)]
+    cards = iron_cards(run.cards(resources))
+    assert len(cards) == 1, [c["summary"] for c in cards]
+    card = cards[0]
+    assert card["indicator"] == "warning" and "D50.9" in card["summary"]
+    orders = [a["resource"] for s in card.get("suggestions", []) for a in s["actions"]]
+    assert {r["code"]["coding"][0]["code"] for r in orders} == {"2276-4", "50190-8"}
+    assert all(
+        r["resourceType"] == "ServiceRequest" and r["subject"]["reference"] == "Patient/p1" for r in orders
+    )
+
+
+def test_unconfirmed_iron_deficiency_still_gets_the_iron_studies_card(run):
+    resources = [F.patient(), F.rls(), F.condition(F.ICD10, *IDA, verification="differential")]
+    cards = run.cards(resources)
+    assert "iron_studies_missing" in card_causes(cards)
+    coded = next(c for c in cards if c["source"]["topic"]["code"] == "iron_deficiency")
+    assert coded["indicator"] == "info" and "suggestions" not in coded
+
+
+def test_coded_iron_deficiency_when_labs_could_not_be_read_does_not_claim_there_are_none(run):
+    resources = [F.patient(), F.rls(), F.condition(F.ICD10, *IDA)]
+    cards = iron_cards(run.cards(resources, missing=frozenset({"Observation"})))
+    assert len(cards) == 1
+    card = cards[0]
+    assert "no ferritin" not in card["summary"].lower(), card["summary"]
+    assert "could not be read" in card["summary"], card["summary"]
+    assert "suggestions" not in card  # the studies may exist: no order proposed

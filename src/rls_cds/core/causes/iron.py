@@ -214,20 +214,41 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
         ]
     if diagnoses and s.ferritin is None and tsat is None:
         tent = all_tentative(diagnoses)
+        if "Observation" in ctx.missing:  # labs not read: never say there are none
+            summary = f"Iron deficiency coded: {cond_name(diagnoses)}; labs could not be read"
+            why = "the labs could not be read, so its current state is unknown."
+        else:
+            summary = f"Iron deficiency coded: {cond_name(diagnoses)}; no ferritin or TSAT in 12 months"
+            why = "no recent ferritin or TSAT confirms its current state."
+        order_studies = _diagnosis_card_orders_studies(ctx, s, diagnoses)
+        if order_studies and s.stale:
+            evidence.append(lab_evidence(s.stale[0], "outside the 12-month look-back window"))
         return [
             make(
                 ctx,
                 cid,
-                summary=f"Iron deficiency coded: {cond_name(diagnoses)}; no ferritin or TSAT in 12 months",
-                reasoning="An active iron-deficiency diagnosis is a strong, treatable RLS aggravator; no "
-                "recent ferritin or TSAT confirms its current state.",
+                summary=summary,
+                reasoning="An active iron-deficiency diagnosis is a strong, treatable RLS aggravator; " + why,
                 action="Check ferritin and TSAT; replete iron if ferritin <= 75 ng/mL or TSAT < 20 %.",
                 evidence=evidence,
                 actionable=not tent and not s.iron_orders,
-                data={**data, "band": "diagnosis_only"},
+                data={**data, "band": "diagnosis_only", "order_studies": order_studies},
             )
         ]
     return []
+
+
+def _diagnosis_card_orders_studies(ctx: Context, s: IronStatus, diagnoses: list[ConditionFact]) -> bool:
+    """A confirmed iron-deficiency diagnosis with no ferritin/TSAT in the window, in an RLS patient
+    whose labs were read: its card carries the iron-panel order, and iron_studies_missing stays
+    silent (one card per concern, not two saying "no ferritin or TSAT in 12 months")."""
+    return (
+        ctx.has_rls
+        and "Observation" not in ctx.missing
+        and not s.pending
+        and not s.iron_orders
+        and not all_tentative(diagnoses)
+    )
 
 
 def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evidence], **kw) -> Finding:
@@ -260,6 +281,9 @@ def iron_studies_missing(ctx: Context) -> list[Finding]:
         return []
     if s.pending:
         return []  # a preliminary/registered result: the studies are under way
+    diagnoses = ctx.facts.by_cause("iron_deficiency")
+    if diagnoses and _diagnosis_card_orders_studies(ctx, s, diagnoses):
+        return []  # the iron_deficiency card of the coded diagnosis orders the studies
     months = round(ctx.lookback("iron_deficiency", "ferritin").days / 30.4)
     evidence = [condition_evidence(c, "RLS diagnosis") for c in ctx.facts.by_cause("rls")[:1]]
     last = s.stale[0] if s.stale else None

@@ -79,3 +79,27 @@ def test_coded_iron_deficiency_when_labs_could_not_be_read_does_not_claim_there_
     assert "no ferritin" not in card["summary"].lower(), card["summary"]
     assert "could not be read" in card["summary"], card["summary"]
     assert "suggestions" not in card  # the studies may exist: no order proposed
+
+
+def test_ferritin_in_an_unrecognised_unit_is_not_called_missing(run):
+    # A ferritin 20 days ago whose unit the tables cannot convert (mg/dL): the result exists, so
+    # the card must not claim "no ferritin in the last 12 months" nor propose ordering one; it
+    # names the value as sent, at info level, and the engine still warns about the unit.
+    lab = F.ferritin(3, unit="mg/dL", ucum="mg/dL", days=20, rid="ferr-odd-unit")
+    a = run([F.patient(), F.rls(), lab])
+    assert any("not recognised" in w for w in a.warnings)
+    assert a.fingerprint != run([F.patient(), F.rls()]).fingerprint  # stored outcomes see the change
+    cards = iron_cards(run.cards([F.patient(), F.rls(), lab]))
+    assert len(cards) == 1
+    card = cards[0]
+    assert "no ferritin" not in card["summary"].lower(), card["summary"]
+    assert "3 mg/dL" in card["summary"] and "unit not recognised" in card["summary"], card["summary"]
+    assert card["indicator"] == "info" and "suggestions" not in card
+    assert "Observation/ferr-odd-unit" in card["detail"]
+
+
+def test_old_ferritin_in_an_unrecognised_unit_does_not_count_as_recent(run):
+    lab = F.ferritin(3, unit="mg/dL", ucum="mg/dL", days=500)
+    cards = run.cards([F.patient(), F.rls(), lab])
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "iron_studies_missing")
+    assert card["indicator"] == "warning" and card["suggestions"]

@@ -187,7 +187,9 @@ def _delete_draft_suggestion(f: Finding) -> list[dict]:
 
 def _card(f: Finding, assessment: Any) -> dict:
     suggestions: list[dict] = []
-    if f.cause == "iron_studies_missing" or (f.cause == "iron_deficiency" and f.data.get("order_studies")):
+    if (f.cause == "iron_studies_missing" and not f.data.get("unread_result")) or (
+        f.cause == "iron_deficiency" and f.data.get("order_studies")
+    ):
         rls = getattr(assessment, "rls_evidence", None) or []
         suggestions = _iron_order_suggestion(f, assessment.patient, rls[0].resource if rls else None)
     elif f.cause == "drug_induced":

@@ -85,7 +85,7 @@ def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
     h.update(orjson.dumps(sorted(missing)))
     for c in sorted(facts.conditions, key=lambda c: (c.ref, c.cause, c.qualifier or "")):
         h.update(orjson.dumps([c.ref, c.cause, c.qualifier, c.code, c.date, c.tentative]))
-    for lab in sorted(facts.labs + facts.pending_labs, key=lambda x: (x.ref, x.analyte)):
+    for lab in sorted(facts.labs + facts.pending_labs + facts.unread_labs, key=lambda x: (x.ref, x.analyte)):
         h.update(
             orjson.dumps(
                 [lab.ref, lab.analyte, lab.value, lab.date, lab.coded, lab.text, sorted(lab.interpretation)]

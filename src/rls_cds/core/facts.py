@@ -167,6 +167,9 @@ class Facts:
     conditions: list[ConditionFact] = field(default_factory=list)
     labs: list[LabFact] = field(default_factory=list)
     pending_labs: list[LabFact] = field(default_factory=list)
+    # final labs with a quantity the tables cannot convert (unit not recognised): not evidence of a
+    # value, but a result exists, so no rule may call the analyte missing
+    unread_labs: list[LabFact] = field(default_factory=list)
     meds: list[MedFact] = field(default_factory=list)
     surgeries: list[ProcedureFact] = field(default_factory=list)
     patient: str | None = None
@@ -384,6 +387,9 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) ->
         interpretation=interp,
     )
     if not _read_value(res, fact, t, facts.warnings):
+        if status in FINAL_OBSERVATION and fact.raw_value is not None:
+            facts.sources[ref] = res
+            facts.unread_labs.append(fact)
         return
     facts.sources[ref] = res
     (facts.labs if status in FINAL_OBSERVATION else facts.pending_labs).append(fact)

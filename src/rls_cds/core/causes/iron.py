@@ -35,6 +35,7 @@ class IronStatus:
     computed: tuple[float, LabFact, LabFact] | None  # TSAT from iron/TIBC of the same draw
     stale: list[LabFact]
     pending: list[LabFact]
+    unread: list[LabFact]  # ferritin/TSAT in the window whose unit could not be converted
     esrd: list[ConditionFact]
     iron_orders: list[MedFact]
 
@@ -77,6 +78,7 @@ def iron_status(ctx: Context) -> IronStatus:
         reverse=True,
     )
     pending = ctx.recent((x for x in ctx.facts.pending_labs if x.analyte in relevant), window)
+    unread = ctx.recent((x for x in ctx.facts.unread_labs if x.analyte in ("ferritin", "tsat")), window)
     esrd = [c for c in ctx.facts.by_cause("kidney_disease") if c.qualifier == "esrd" and not c.tentative]
     iron_orders = [
         m
@@ -90,6 +92,7 @@ def iron_status(ctx: Context) -> IronStatus:
         computed=computed,
         stale=stale,
         pending=pending,
+        unread=unread,
         esrd=esrd,
         iron_orders=iron_orders,
     )
@@ -217,6 +220,10 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
         if "Observation" in ctx.missing:  # labs not read: never say there are none
             summary = f"Iron deficiency coded: {cond_name(diagnoses)}; labs could not be read"
             why = "the labs could not be read, so its current state is unknown."
+        elif s.unread:
+            summary = f"Iron deficiency coded: {cond_name(diagnoses)}; latest iron study unit not recognised"
+            why = "the latest ferritin/TSAT is in a unit the service cannot convert; judge it by hand."
+            evidence.append(_unread_evidence(s.unread[0]))
         else:
             summary = f"Iron deficiency coded: {cond_name(diagnoses)}; no ferritin or TSAT in 12 months"
             why = "no recent ferritin or TSAT confirms its current state."
@@ -246,6 +253,7 @@ def _diagnosis_card_orders_studies(ctx: Context, s: IronStatus, diagnoses: list[
         ctx.has_rls
         and "Observation" not in ctx.missing
         and not s.pending
+        and not s.unread
         and not s.iron_orders
         and not all_tentative(diagnoses)
     )
@@ -282,6 +290,8 @@ def iron_studies_missing(ctx: Context) -> list[Finding]:
     if s.pending:
         return []  # a preliminary/registered result: the studies are under way
     diagnoses = ctx.facts.by_cause("iron_deficiency")
+    if s.unread:  # a result exists: never "no ferritin in 12 months", never "order one"
+        return [] if diagnoses else [_unread_result_finding(ctx, s.unread[0])]
     if diagnoses and _diagnosis_card_orders_studies(ctx, s, diagnoses):
         return []  # the iron_deficiency card of the coded diagnosis orders the studies
     months = round(ctx.lookback("iron_deficiency", "ferritin").days / 30.4)
@@ -308,3 +318,32 @@ def iron_studies_missing(ctx: Context) -> list[Finding]:
             data={"last_result": day(last.date) if last else None},
         )
     ]
+
+
+def _unread_evidence(lab: LabFact) -> Evidence:
+    e = lab_evidence(lab)
+    e.value, e.unit = lab.raw_value, lab.raw_unit  # as sent: there is no converted value
+    e.note = "unit not recognised: not compared with the RLS thresholds"
+    return e
+
+
+def _unread_result_finding(ctx: Context, lab: LabFact) -> Finding:
+    name = "Ferritin" if lab.analyte == "ferritin" else "TSAT"
+    finding = make(
+        ctx,
+        "iron_studies_missing",
+        summary=f"{name} {num(lab.raw_value)} {lab.raw_unit or ''} ({day(lab.date)}): unit not recognised; "
+        "judge iron stores by hand",
+        reasoning=(
+            f"A {'ferritin' if lab.analyte == 'ferritin' else 'TSAT'} result exists in the last 12 months, "
+            "but its unit is not one the service converts, so it was not compared with the AASM 2024 "
+            "thresholds (ferritin <= 75 ng/mL or TSAT < 20 %, iron only while TSAT < 45 %)."
+        ),
+        action="Read the result with its unit; give iron if it meets the AASM 2024 thresholds.",
+        evidence=[_unread_evidence(lab)],
+        actionable=False,
+        strength="informational",
+        data={"unread_result": lab.ref},
+    )
+    finding.background = ""  # the cause's text says "neither a ferritin nor a TSAT result": not so here
+    return finding

@@ -105,7 +105,12 @@ def plan(quick: bool, tmp: Path) -> list[tuple[str, list[str], float, Path | Non
             180,
             None,
         ),
-        ("reevaluate", [py, str(HERE / "bench_reevaluate.py")], 180, None),
+        (
+            "reevaluate",
+            [py, str(HERE / "bench_reevaluate.py"), "--json-out", str(tmp / "reevaluate.json")],
+            180,
+            tmp / "reevaluate.json",
+        ),
     ]
     return [b for b in out if Path(b[1][1]).exists()]
 

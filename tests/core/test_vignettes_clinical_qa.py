@@ -103,3 +103,28 @@ def test_old_ferritin_in_an_unrecognised_unit_does_not_count_as_recent(run):
     cards = run.cards([F.patient(), F.rls(), lab])
     card = next(c for c in cards if c["source"]["topic"]["code"] == "iron_studies_missing")
     assert card["indicator"] == "warning" and card["suggestions"]
+
+
+def test_low_tsat_with_high_ferritin_does_not_suggest_the_ferritin_meets_the_threshold(run):
+    # TSAT 13 % qualifies on its own (AASM 2024); ferritin 215 ng/mL does not. The reasoning must
+    # not add "lab-normal ferritin values can still meet this RLS threshold" to this card.
+    draw = F.at(90)
+    f = finding(
+        run(
+            [
+                F.patient(),
+                F.rls(),
+                F.ferritin(215, loinc="20567-4", effective=draw),
+                F.tsat(13, effective=draw),
+            ]
+        ),
+        "iron_deficiency",
+    )
+    assert f.actionable and f.summary.startswith("TSAT 13 %")
+    assert "TSAT 13 % < 20" in f.reasoning
+    assert "lab-normal ferritin" not in f.reasoning.lower(), f.reasoning
+
+
+def test_lab_normal_ferritin_still_explains_the_rls_threshold(run):
+    f = finding(run([F.patient(), F.rls(), F.ferritin(48), F.tsat(28)]), "iron_deficiency")
+    assert "lab-normal ferritin" in f.reasoning.lower()

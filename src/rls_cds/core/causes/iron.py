@@ -100,6 +100,10 @@ def iron_status(ctx: Context) -> IronStatus:
     return status
 
 
+# Said only when the ferritin is what qualifies: next to ferritin 215 + TSAT 13 % it misleads.
+NORMAL_FERRITIN_NOTE = "Lab-normal ferritin values can still meet this RLS threshold. "
+
+
 def iron_deficiency(ctx: Context) -> list[Finding]:
     s = iron_status(ctx)
     cid = "iron_deficiency"
@@ -177,7 +181,8 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
             why.append(f"ferritin {num(f)} ng/mL <= {num(ferritin_max)}")
         if tsat is not None and tsat < tsat_min:
             why.append(f"TSAT {num(tsat)} % < {num(tsat_min)}")
-        if f is not None and f <= ferritin_max:
+        low_ferritin = f is not None and f <= ferritin_max
+        if low_ferritin:
             fields = lab_fields("Ferritin", s.ferritin)
         else:
             lead = s.tsat if s.tsat is not None else s.computed[1]
@@ -190,7 +195,8 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
                 reasoning=(
                     f"{cap(' and '.join(why))} meets the AASM 2024 criterion for iron therapy in RLS "
                     f"(ferritin <= {num(ferritin_max)} ng/mL or TSAT < {num(tsat_min)} %, with TSAT < "
-                    f"{num(tsat_ceiling)} %). Lab-normal ferritin values can still meet this RLS threshold. "
+                    f"{num(tsat_ceiling)} %). "
+                    f"{NORMAL_FERRITIN_NOTE if low_ferritin else ''}"
                     f"{'' if tsat is not None else f'No TSAT: confirm it is < {num(tsat_ceiling)} %. '}"
                     f"Source: {ref}."
                 ),

@@ -128,3 +128,19 @@ def test_low_tsat_with_high_ferritin_does_not_suggest_the_ferritin_meets_the_thr
 def test_lab_normal_ferritin_still_explains_the_rls_threshold(run):
     f = finding(run([F.patient(), F.rls(), F.ferritin(48), F.tsat(28)]), "iron_deficiency")
     assert "lab-normal ferritin" in f.reasoning.lower()
+
+
+def test_weak_drug_classes_do_not_lean_on_the_aasm_exacerbating_factors(run):
+    # Famotidine (H2 blocker) and metoprolol (beta-blocker) are weak, case-report associations
+    # (rls-clinical.md §2.7, §6). Citing AASM 2024's "antihistaminergic" exacerbating factors on an
+    # H2-blocker card over-claims the evidence; the moderate classes keep that citation.
+    famotidine = F.med_request("199047", "famotidine 10 MG Oral Tablet")
+    metoprolol = F.med_request("866427", "24 HR metoprolol succinate 25 MG Extended Release Oral Tablet")
+    sertraline = F.med_request("312941", "sertraline 50 MG Oral Tablet")
+    a = run(rls_patient(famotidine, metoprolol, sertraline))
+    by_drug = {f.data["ingredients"][0]: f for f in a.findings if f.cause == "drug_induced"}
+    for weak in ("famotidine", "metoprolol"):
+        f = by_drug[weak]
+        assert f.strength == "weak" and not f.actionable
+        assert "AASM" not in f.reasoning and "case reports" in f.reasoning, f.reasoning
+    assert "AASM 2024 names antihistaminergic, serotonergic" in by_drug["sertraline"].reasoning

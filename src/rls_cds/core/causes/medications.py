@@ -74,10 +74,17 @@ def drug_induced(ctx: Context) -> list[Finding]:
                 " may aggravate RLS" + (f"; consider {alt_short}" if alt_short else "")
             )
         class_titles = ", ".join(ctx.class_title(c) for c in classes)
+        # The AASM 2024 exacerbating factors cover the moderate classes only; a weak class (lithium,
+        # beta-blocker, H2 blocker, anticonvulsant) rests on case reports (rls-clinical.md §2.7, §6).
+        basis = (
+            "case reports and patient-education lists only"
+            if strength == "weak"
+            else "AASM 2024 names antihistaminergic, serotonergic and antidopaminergic medications as "
+            "exacerbating factors"
+        )
         reasoning = (
-            f"{cap(drug)} ({class_titles}) is listed among drugs that may aggravate "
-            f"RLS ({strength} evidence; AASM 2024 names antihistaminergic, serotonergic and antidopaminergic "
-            "medications as exacerbating factors)."
+            f"{cap(drug)} ({class_titles}) is listed among drugs that may aggravate RLS "
+            f"({strength} evidence; {basis})."
         )
         if certainty == "text":
             reasoning += (

@@ -144,3 +144,11 @@ def test_weak_drug_classes_do_not_lean_on_the_aasm_exacerbating_factors(run):
         assert f.strength == "weak" and not f.actionable
         assert "AASM" not in f.reasoning and "case reports" in f.reasoning, f.reasoning
     assert "AASM 2024 names antihistaminergic, serotonergic" in by_drug["sertraline"].reasoning
+
+
+def test_third_trimester_summary_says_rls_usually_resolves_not_that_it_ends(run):
+    # Manconi 2004 / seed: RLS in pregnancy *usually* resolves within about 4 weeks of delivery
+    # (rls-clinical.md §2.6, §7); the summary must not promise that it ends.
+    z3a = F.condition(F.ICD10, "Z3A.32", "32 weeks gestation of pregnancy", onset_days=3)
+    f = finding(run(rls_patient(z3a)), "pregnancy")
+    assert "32 weeks" in f.summary and "usually resolves after delivery" in f.summary, f.summary

@@ -112,7 +112,8 @@ def pregnancy(ctx: Context) -> list[Finding]:
                 make(
                     ctx,
                     cid,
-                    summary=f"Pregnant, ~{int(weeks)} weeks (3rd trimester): RLS peaks, ends after delivery",
+                    summary=f"Pregnant, ~{int(weeks)} weeks (3rd trimester): RLS peaks, "
+                    "usually resolves after delivery",
                     reasoning="RLS affects about a quarter to a third of women in the third trimester "
                     "(Manconi "
                     "2004; Dunietz 2017) and usually resolves within about 4 weeks after delivery. Iron "

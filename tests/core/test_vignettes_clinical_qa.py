@@ -152,3 +152,23 @@ def test_third_trimester_summary_says_rls_usually_resolves_not_that_it_ends(run)
     z3a = F.condition(F.ICD10, "Z3A.32", "32 weeks gestation of pregnancy", onset_days=3)
     f = finding(run(rls_patient(z3a)), "pregnancy")
     assert "32 weeks" in f.summary and "usually resolves after delivery" in f.summary, f.summary
+
+
+def test_egfr_reported_as_greater_than_59_is_not_reduced(run):
+    # LabCorp-style eGFR result ">59 mL/min/1.73" (valueQuantity 59 with comparator ">"): a normal
+    # result, not CKD G3a, and no renal-dose warning on a gabapentin draft.
+    gt59 = [F.egfr(59, days=250, comparator=">"), F.egfr(59, days=20, comparator=">")]
+    a = run(rls_patient(*gt59))
+    assert "kidney_disease" not in {f.cause for f in a.findings}, [f.summary for f in a.findings]
+    cards = run.cards(
+        rls_patient(*gt59), hook="order-sign", drafts=[F.draft("310431", "gabapentin 300 MG Oral Capsule")]
+    )
+    assert "kidney_disease" not in card_causes(cards)
+
+
+def test_egfr_reported_as_less_than_15_still_counts(run):
+    f = finding(
+        run(rls_patient(F.egfr(15, days=200, comparator="<"), F.egfr(15, days=20, comparator="<"))),
+        "kidney_disease",
+    )
+    assert f.data["kind"] == "ckd3plus" and "eGFR <15 " in f.summary and "CKD G5" in f.summary, f.summary

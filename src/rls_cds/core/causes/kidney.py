@@ -38,13 +38,24 @@ def _egfr_run(ctx: Context) -> tuple[LabFact | None, list[LabFact]]:
     last = latest[0]
     run: list[LabFact] = []
     for lab in reversed(all_egfr[: all_egfr.index(last) + 1]):
-        if lab.value >= limit:
+        if not _below(lab, limit):
             break
         run.append(lab)
     return last, list(reversed(run))
 
 
-def _egfr_stage(value: float) -> str:
+def _below(lab: LabFact, limit: float) -> bool:
+    """eGFR known to be below ``limit``: a result sent as ">59" (LabCorp style, comparator '>') is a
+    normal eGFR, not 59."""
+    return lab.value < limit and lab.comparator not in (">", ">=")
+
+
+def _egfr_text(lab: LabFact) -> str:
+    return f"{lab.comparator or ''}{num(lab.value)}"
+
+
+def _egfr_stage(lab: LabFact) -> str:
+    value = lab.value - (1e-6 if lab.comparator == "<" else 0)  # "<15" is G5, not G4
     for bound, stage in ((15, "G5"), (30, "G4"), (45, "G3b"), (60, "G3a")):
         if value < bound:
             return stage
@@ -83,13 +94,13 @@ def kidney_disease(ctx: Context) -> list[Finding]:
             summary = tidy(ctx.cause(cid).render("summary", **cond_fields(ckd)))
         else:
             summary = (
-                f"eGFR {num(run[-1].value)} ({day(run[-1].date)}) < {num(limit)} for over "
-                f"{persist.days // 30} months: CKD {_egfr_stage(run[-1].value)}, linked to RLS"
+                f"eGFR {_egfr_text(run[-1])} ({day(run[-1].date)}) < {num(limit)} for over "
+                f"{persist.days // 30} months: CKD {_egfr_stage(run[-1])}, linked to RLS"
             )
     elif reduced_only:
         kind = "reduced_egfr"
         summary = (
-            f"Reduced eGFR {num(run[-1].value)} ({day(run[-1].date)}): not CKD unless it persists 3 months"
+            f"Reduced eGFR {_egfr_text(run[-1])} ({day(run[-1].date)}): not CKD unless it persists 3 months"
         )
     else:
         kind = "stage_unknown"
@@ -110,7 +121,7 @@ def kidney_disease(ctx: Context) -> list[Finding]:
     }[kind]
     action = "Note the association with RLS."
     actionable = False
-    if gaba and (esrd or ckd or egfr_ckd or (last is not None and last.value < limit)):
+    if gaba and (esrd or ckd or egfr_ckd or (last is not None and _below(last, limit))):
         names = sorted({i.name for m in gaba for i in m.ingredients if i.drug_class == "gabapentinoid"})
         evidence += [med_evidence(m, names) for m in gaba]
         action = (
@@ -123,7 +134,7 @@ def kidney_disease(ctx: Context) -> list[Finding]:
         elif ckd:
             why = f"CKD ({ckd[0].code})"
         else:
-            why = f"eGFR {num(last.value)} ({day(last.date)})"
+            why = f"eGFR {_egfr_text(last)} ({day(last.date)})"
         summary = f"{cap(' and '.join(names))} with {why}: check the renal dose (renally cleared)"
     return [
         make(

@@ -23,8 +23,9 @@ log = logging.getLogger("rls_cds.panels")
 CSV_FIELDS = ["patient", "cause", "strength", "new", "summary", "action"]
 
 
-def merge_results(results: dict[str, dict]) -> dict:
-    out = {
+def empty_tally() -> dict:
+    """A unit of work's counts, worklist rows and errors (work.new_result); a run's merged totals."""
+    return {
         "assessed": 0,
         "worklist": [],
         "errors": [],
@@ -34,6 +35,10 @@ def merge_results(results: dict[str, dict]) -> dict:
         "warnings": 0,
         "unchanged": 0,
     }
+
+
+def merge_results(results: dict[str, dict]) -> dict:
+    out = empty_tally()
     for uid in sorted(results):
         r = results[uid]
         out["assessed"] += r["assessed"]

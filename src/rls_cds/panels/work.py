@@ -24,6 +24,7 @@ import msgspec
 from rls_cds.panels import thin
 from rls_cds.panels.evaluation import Evaluator
 from rls_cds.panels.relevance import LabHorizon, Relevance
+from rls_cds.panels.report import empty_tally
 from rls_cds.panels.state import RunState
 
 log = logging.getLogger("rls_cds.panels")
@@ -366,17 +367,7 @@ def _with_medications(items: list[dict], meds: dict[str, dict]) -> list[dict]:
 
 
 def new_result(uid: str) -> dict:
-    return {
-        "unit": uid,
-        "assessed": 0,
-        "worklist": [],
-        "errors": [],
-        "cause_patients": {},
-        "actionable_patients": {},
-        "outside_panel": 0,
-        "warnings": 0,
-        "unchanged": 0,
-    }
+    return {"unit": uid, **empty_tally()}
 
 
 def add_error(result: dict, pid: str, reason: str) -> None:

@@ -13,9 +13,10 @@ the error report or failed, 2 for bad usage. Output never names a patient (the r
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
+
+from rls_cds.commands.logsetup import configure_command_logging
 
 
 def register(sub) -> None:
@@ -72,15 +73,6 @@ def _settings():
     return get_settings()
 
 
-def _logging(settings) -> None:
-    try:
-        from rls_cds.security.logs import configure_logging
-
-        configure_logging(settings)
-    except ImportError:
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-
 def _fail(msg: str, code: int = 2) -> int:
     print(f"rls-cds panel: {msg}", file=sys.stderr)
     return code
@@ -122,7 +114,7 @@ def _summary(report: dict, seconds: float | None = None) -> str:
 
 def cmd_run(args) -> int:
     settings = _settings()
-    _logging(settings)
+    configure_command_logging(settings)
     if args.ndjson:
         if args.panel:
             return _fail("give either a PANEL or --ndjson, not both")

@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 
+from rls_cds.commands.logsetup import configure_command_logging
+
 # DESIGN §1: most of the latency tail on large bodies is the garbage collector; a larger
 # generation-0 budget plus freezing the start-up heap (terminology index) cut p99 about 5x.
 GC_THRESHOLDS = (50_000, 50, 100)
@@ -39,15 +41,6 @@ def _settings(args):
         os.environ["RLS_DEV_MODE"] = "true"
     get_settings.cache_clear()
     return get_settings()
-
-
-def _configure_logging(settings) -> None:
-    try:
-        from rls_cds.security.logs import configure_logging
-    except ImportError:
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        return
-    configure_logging(settings)
 
 
 def _security_problem(settings) -> str | None:
@@ -85,7 +78,7 @@ def tuned_app():
     from rls_cds.tracing import instrument
 
     if not logging.getLogger().handlers:  # a fresh uvicorn worker process
-        _configure_logging(get_settings())
+        configure_command_logging(get_settings())
     app = instrument(create_app(), get_settings())  # no-op unless RLS_OTEL_ENABLED
     gc.collect()
     gc.freeze()
@@ -110,7 +103,7 @@ def run(args) -> int:
     import uvicorn
 
     settings = _settings(args)
-    _configure_logging(settings)
+    configure_command_logging(settings)
     log = logging.getLogger("rls_cds.api")
     if settings.dev_mode and settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.error("development mode serves on loopback only; refusing host", extra={"host": settings.host})

@@ -10,6 +10,8 @@ from __future__ import annotations
 import gc
 import logging
 
+from rls_cds.commands.logsetup import configure_command_logging
+
 
 def register(sub) -> None:
     p = sub.add_parser("worker", help="run a Celery worker for background re-evaluation and panel screening")
@@ -23,20 +25,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _configure_logging(settings) -> None:
-    try:
-        from rls_cds.security.logs import configure_logging
-    except ImportError:
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        return
-    configure_logging(settings)
-
-
 def run(args) -> int:
     from rls_cds.settings import get_settings
 
     settings = get_settings()
-    _configure_logging(settings)
+    configure_command_logging(settings)
     log = logging.getLogger("rls_cds.background")
     from rls_cds.background.celery_app import QUEUES, app
     from rls_cds.background.store import redis_url

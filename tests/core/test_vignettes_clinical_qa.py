@@ -172,3 +172,21 @@ def test_egfr_reported_as_less_than_15_still_counts(run):
         "kidney_disease",
     )
     assert f.data["kind"] == "ckd3plus" and "eGFR <15 " in f.summary and "CKD G5" in f.summary, f.summary
+
+
+def test_renal_dose_reminder_fires_when_a_gabapentinoid_is_ordered_not_on_every_other_order(run):
+    # Dialysis patient on pregabalin for a year (active order). Selecting sertraline must not
+    # re-raise "Pregabalin with ESRD/dialysis: check the renal dose" (nothing about pregabalin is
+    # being decided; patient-view shows it). Ordering gabapentin does raise it (rls-clinical.md §2.2).
+    esrd = F.condition(F.ICD10, "Z99.2", "Dependence on renal dialysis")
+    pregabalin = F.med_request("483448", "pregabalin 50 MG Oral Capsule", authored_days=365)
+    record = rls_patient(esrd, pregabalin)
+    sertraline = F.draft("312941", "sertraline 50 MG Oral Tablet")
+    assert "kidney_disease" not in card_causes(run.cards(record, hook="order-select", drafts=[sertraline]))
+    pv = run.cards(record)
+    renal = next(c for c in pv if c["source"]["topic"]["code"] == "kidney_disease")
+    assert renal["indicator"] == "warning" and "Pregabalin" in renal["summary"]
+    gabapentin = F.draft("310431", "gabapentin 300 MG Oral Capsule")
+    signed = run.cards(record, hook="order-sign", drafts=[gabapentin])
+    renal = next(c for c in signed if c["source"]["topic"]["code"] == "kidney_disease")
+    assert renal["indicator"] == "warning" and "abapentin" in renal["summary"]

@@ -224,6 +224,8 @@ def _shown(f: Finding, hook: str) -> bool:
         return not (f.cause == "drug_induced" and f.data.get("draft"))
     if f.cause == "drug_induced":
         return bool(f.data.get("draft"))
+    if f.cause == "kidney_disease":  # the renal-dose check is about a gabapentinoid being ordered now
+        return f.actionable and bool(f.data.get("gabapentinoid_draft"))
     return f.actionable
 
 

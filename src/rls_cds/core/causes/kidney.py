@@ -150,6 +150,7 @@ def kidney_disease(ctx: Context) -> list[Finding]:
                 "kind": kind,
                 "latest_egfr": last.value if last else None,
                 "gabapentinoid": bool(gaba),
+                "gabapentinoid_draft": any(m.draft for m in gaba),  # prescribing hooks show it only then
             },
         )
     ]

@@ -76,6 +76,19 @@ def _need_source(row: Row, problems: Problems) -> bool:
     return True
 
 
+def _well_formed(row: Row, system: str, code: str, problems: Problems) -> bool:
+    """Report against the row why ``code`` is not a well-formed ``system`` code; True when it is."""
+    error = code_syntax_error(system, code)
+    if error:
+        problems.add(row.file, row.line, error)
+    return not error
+
+
+def _all_well_formed(row: Row, system: str, codes: list[str], problems: Problems) -> bool:
+    # A list, not a generator: every malformed code is reported, not only the first.
+    return all([_well_formed(row, system, code, problems) for code in codes])
+
+
 def load_conditions(path: Path, text: str, causes: set[str], problems: Problems) -> list[ConditionRow]:
     out: list[ConditionRow] = []
     seen: dict[tuple[str, str, str], ConditionRow] = {}
@@ -104,10 +117,7 @@ def _condition_row(row: Row, causes: set[str], problems: Problems) -> ConditionR
     if system not in (ICD10CM, SNOMED):
         problems.add(row.file, row.line, f"system {row.get('system')!r} must be ICD-10-CM or SNOMED CT")
         return None
-    error = code_syntax_error(system, row.get("code"))
-    if error:
-        problems.add(row.file, row.line, error)
-        ok = False
+    ok &= _well_formed(row, system, row.get("code"), problems)
     if match not in MATCHES:
         problems.add(row.file, row.line, f"match {match!r} must be one of {', '.join(MATCHES)}")
         ok = False
@@ -223,10 +233,7 @@ def load_labs(
     for row in read_csv(path, text, LAB_COLUMNS, problems):
         ok = _need_source(row, problems)
         loinc, analyte, cause = row.get("loinc"), row.get("analyte"), row.get("cause")
-        error = code_syntax_error(LOINC, loinc)
-        if error:
-            problems.add(row.file, row.line, error)
-            ok = False
+        ok &= _well_formed(row, LOINC, loinc, problems)
         if analyte not in canonical:
             problems.add(row.file, row.line, f"analyte {analyte!r} has no units in units.csv (unknown unit)")
             ok = False
@@ -272,11 +279,7 @@ def load_drug_classes(path: Path, text: str, problems: Problems) -> dict[str, Dr
             problems.add(row.file, row.line, f"drug_class {cid!r} must be snake_case")
             ok = False
         groups = split_list(row.get("atc_groups"))
-        for g in groups:
-            error = code_syntax_error(ATC, g)
-            if error:
-                problems.add(row.file, row.line, error)
-                ok = False
+        ok &= _all_well_formed(row, ATC, groups, problems)
         if cid in classes:
             problems.add(row.file, row.line, f"drug_class {cid!r} is defined twice")
             ok = False
@@ -388,10 +391,7 @@ def _ingredient(row: Row, classes: dict[str, DrugClass], problems: Problems) -> 
     ok = _need_source(row, problems)
     rxcui, tty, name = row.get("rxcui"), row.get("tty"), row.get("name")
     if rxcui:
-        error = code_syntax_error(RXNORM, rxcui)
-        if error:
-            problems.add(row.file, row.line, error)
-            ok = False
+        ok &= _well_formed(row, RXNORM, rxcui, problems)
     elif tty != "IN":
         problems.add(
             row.file, row.line, f"{tty} row needs an rxcui (only an IN may leave it empty, matched by name)"
@@ -422,11 +422,7 @@ def _ingredient(row: Row, classes: dict[str, DrugClass], problems: Problems) -> 
         problems.add(row.file, row.line, f"withdrawal {row.get('withdrawal')!r} must be yes or no")
         ok = False
     atc = split_list(row.get("atc"))
-    for code in atc:
-        error = code_syntax_error(ATC, code)
-        if error:
-            problems.add(row.file, row.line, error)
-            ok = False
+    ok &= _all_well_formed(row, ATC, atc, problems)
     if not ok:
         return None
     return DrugIngredient(
@@ -456,10 +452,7 @@ def _product(
             row.file, row.line, f"tty {tty!r} must be one of {', '.join(INGREDIENT_TTYS + PRODUCT_TTYS)}"
         )
         return None
-    error = code_syntax_error(RXNORM, rxcui)
-    if error:
-        problems.add(row.file, row.line, error)
-        ok = False
+    ok &= _well_formed(row, RXNORM, rxcui, problems)
     if row.get("role") or row.get("drug_class"):
         problems.add(
             row.file,
@@ -531,9 +524,7 @@ def _route_key(row: Row, problems: Problems) -> str | None:
         problems.add(row.file, row.line, "give either a term or a snomed route code (exactly one)")
         return None
     if snomed:
-        error = code_syntax_error(SNOMED, snomed)
-        if error:
-            problems.add(row.file, row.line, error)
+        if not _well_formed(row, SNOMED, snomed, problems):
             return None
         return f"snomed:{snomed}"
     return term

@@ -190,3 +190,13 @@ def test_renal_dose_reminder_fires_when_a_gabapentinoid_is_ordered_not_on_every_
     signed = run.cards(record, hook="order-sign", drafts=[gabapentin])
     renal = next(c for c in signed if c["source"]["topic"]["code"] == "kidney_disease")
     assert renal["indicator"] == "warning" and "abapentin" in renal["summary"]
+
+
+def test_single_low_egfr_card_is_not_headed_chronic_kidney_disease(run):
+    # One eGFR of 48: "Reduced eGFR ...: not CKD unless it persists 3 months" (KDIGO). A card headed
+    # "Chronic kidney disease" contradicts its own summary.
+    cards = run.cards(rls_patient(F.egfr(48, days=10)))
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "kidney_disease")
+    assert card["summary"].startswith("Reduced eGFR 48")
+    assert "Chronic kidney disease" not in card["detail"].split("\n")[0], card["detail"].split("\n")[0]
+    assert card["source"]["topic"]["display"] == "Kidney disease"

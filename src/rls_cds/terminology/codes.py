@@ -69,11 +69,6 @@ def normalize_code(system: str, code: str) -> str:
     return code
 
 
-def icd10_with_dot(key: str) -> str:
-    """Display spelling of a dot-less ICD-10-CM key."""
-    return key if len(key) <= 3 else f"{key[:3]}.{key[3:]}"
-
-
 _ICD10CM = re.compile(r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
 _LOINC = re.compile(r"^([0-9]{1,7})-([0-9])$")
 _SCTID = re.compile(r"^[1-9][0-9]{5,17}$")

@@ -200,3 +200,10 @@ def test_single_low_egfr_card_is_not_headed_chronic_kidney_disease(run):
     assert card["summary"].startswith("Reduced eGFR 48")
     assert "Chronic kidney disease" not in card["detail"].split("\n")[0], card["detail"].split("\n")[0]
     assert card["source"]["topic"]["display"] == "Kidney disease"
+
+
+def test_postpartum_card_is_not_headed_third_trimester(run):
+    pp = F.condition(F.ICD10, "Z39.2", "Encounter for routine postpartum follow-up", onset_days=14)
+    card = next(c for c in run.cards(rls_patient(pp)) if c["source"]["topic"]["code"] == "pregnancy")
+    assert card["summary"].startswith("Postpartum")
+    assert "third trimester" not in card["detail"].split("\n")[0], card["detail"].split("\n")[0]

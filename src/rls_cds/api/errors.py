@@ -19,6 +19,9 @@ log = logging.getLogger("rls_cds.api")
 _STRING = re.compile(rb'"[^"]*"')
 _QUOTE_ESCAPES = re.compile(rb'\\["\\]')
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+# The body already parsed, so brackets match: one kind of pair is enough to measure nesting, and
+# then one replace per level peels it ('()' -> '') instead of three with a placeholder.
+_BRACKETS_TO_PARENS = bytes.maketrans(b"[{]}", b"(())")
 
 
 class ApiError(Exception):
@@ -66,15 +69,15 @@ def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
     # no pass over the body (a regex search is ~3x faster here than `in` with a 2-byte needle).
     if b"\\" in body and _QUOTE_ESCAPES.search(body):
         body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    skeleton = body.translate(None, _NOT_STRUCTURE)
+    skeleton = body.translate(_BRACKETS_TO_PARENS, _NOT_STRUCTURE)  # deletes by the original bytes
     # Dropping adjacent quote pairs first (C speed) leaves the regex little to do; it only ever
     # removes an empty string or merges two neighbouring strings, so brackets outside stay put.
     brackets = _STRING.sub(b"", skeleton.replace(b'""', b""))
     for _ in range(max_depth):
         if not brackets:
             return False
-        # A placeholder keeps '[{}]' from losing two levels in one peel.
-        brackets = brackets.replace(b"{}", b"0").replace(b"[]", b"0").replace(b"0", b"")
+        # bytes.replace scans the input, so a pair formed by this peel waits for the next one.
+        brackets = brackets.replace(b"()", b"")
     return bool(brackets)
 
 

@@ -135,6 +135,7 @@ def _run_core(rt: Runtime, service: Service, sources: list, context: dict, missi
         draft_orders=drafts,
         draft_warnings=draft_warnings,
         missing=missing,
+        fingerprint=False,  # the hook stores nothing, so the facts' hash would never be read
     )
     cards = render_cards(assessment, hook=service.hook)
     return [c if isinstance(c, dict) else msgspec.to_builtins(c) for c in cards]

@@ -207,3 +207,11 @@ def test_postpartum_card_is_not_headed_third_trimester(run):
     card = next(c for c in run.cards(rls_patient(pp)) if c["source"]["topic"]["code"] == "pregnancy")
     assert card["summary"].startswith("Postpartum")
     assert "third trimester" not in card["detail"].split("\n")[0], card["detail"].split("\n")[0]
+
+
+def test_postpartum_note_uses_the_strength_in_the_cause_table(run):
+    # causes.yaml grades the postpartum qualifier 'informational' (rls-clinical.md §6 lists only the
+    # third trimester, as strong); the card said 'strength of evidence: moderate'.
+    pp = F.condition(F.ICD10, "Z39.2", "Encounter for routine postpartum follow-up", onset_days=14)
+    f = finding(run(rls_patient(pp)), "pregnancy")
+    assert f.strength == run.t.causes["pregnancy"].strength_for("postpartum") == "informational"

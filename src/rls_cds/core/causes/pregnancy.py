@@ -158,7 +158,7 @@ def pregnancy(ctx: Context) -> list[Finding]:
                 action="Reassess RLS after the postpartum period; check ferritin.",
                 evidence=[condition_evidence(c) for c in recent_post],
                 actionable=False,
-                strength="moderate",
+                strength=ctx.cause(cid).strength_for("postpartum"),
             )
         ]
     return []

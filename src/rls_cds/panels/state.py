@@ -24,7 +24,6 @@ import redis
 
 PREFIX = "rls:panel"
 RUN_TTL_SECONDS = 30 * 86400  # run state and reports stay queryable for a month
-PHASES = ("map", "reduce")
 TERMINAL = ("succeeded", "completed_with_errors", "failed")
 
 
@@ -192,9 +191,6 @@ class RunState:
     def claim(self, name: str, ttl: int = RUN_TTL_SECONDS) -> bool:
         """A once-per-run flag (SET NX): True for the one caller that sets it."""
         return bool(self.r.set(self.k(f"flag:{name}"), b"1", nx=True, ex=ttl))
-
-    def release(self, name: str) -> None:
-        self.r.delete(self.k(f"flag:{name}"))
 
     def save_report(self, report: dict) -> None:
         self.r.set(self.k("report"), orjson.dumps(report), ex=RUN_TTL_SECONDS)

@@ -147,7 +147,6 @@ class Medication(Struct, gc=False, tag_field="resourceType", tag="Medication", o
 Resource = Patient | Condition | Observation | MedicationRequest | Medication
 KINDS = ("Patient", "Condition", "Observation", "MedicationRequest", "Medication")
 
-BLOCK_DECODER = msgspec.json.Decoder(list[Resource])
 LINE_DECODER = msgspec.json.Decoder(Resource)
 PACK_ENCODER = msgspec.msgpack.Encoder()
 

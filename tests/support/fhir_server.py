@@ -45,7 +45,6 @@ class FhirServer:
     tokens: list[str]
     process: subprocess.Popen
     log_path: Path
-    _next_token: int = field(default=0)
     # SMART Backend Services client registered at start-up (private keys by alg: RS384, ES384).
     smart_client_id: str | None = None
     smart_keys: dict[str, Path] = field(default_factory=dict)
@@ -68,11 +67,6 @@ class FhirServer:
     @property
     def token(self) -> str:
         return self.tokens[0]
-
-    def mint_token(self) -> str:
-        """A bearer token the server accepts (sekmet takes static tokens fixed at start-up)."""
-        self._next_token = (self._next_token + 1) % len(self.tokens)
-        return self.tokens[self._next_token]
 
     def headers(self, token: str | None = None) -> dict[str, str]:
         return {

@@ -215,3 +215,21 @@ def test_postpartum_note_uses_the_strength_in_the_cause_table(run):
     pp = F.condition(F.ICD10, "Z39.2", "Encounter for routine postpartum follow-up", onset_days=14)
     f = finding(run(rls_patient(pp)), "pregnancy")
     assert f.strength == run.t.causes["pregnancy"].strength_for("postpartum") == "informational"
+
+
+def test_long_combination_product_name_does_not_crowd_the_claim_out_of_the_summary(run):
+    # Synthea's night-time cold syrup (RxNorm 1043400): the summary was clipped to "Active doxylamine
+    # (in Acetaminophen 21.7 MG/ML / ... Oral Solution)…", losing "may aggravate RLS" and the
+    # alternative. The product name belongs in the evidence when it does not fit.
+    syrup = F.med_request(
+        "1043400",
+        "Acetaminophen 21.7 MG/ML / Dextromethorphan Hydrobromide 1 MG/ML / doxylamine succinate "
+        "0.417 MG/ML Oral Solution",
+        rid="cold-syrup",
+    )
+    f = finding(run(rls_patient(syrup)), "drug_induced")
+    assert f.summary.startswith("Active doxylamine") and len(f.summary) < 140
+    assert "may aggravate RLS" in f.summary and "non-sedating antihistamine" in f.summary, f.summary
+    assert (
+        f.evidence[0].resource == "MedicationRequest/cold-syrup" and "Oral Solution" in f.evidence[0].display
+    )

@@ -69,10 +69,12 @@ def drug_induced(ctx: Context) -> list[Finding]:
                 f"; consider {alt_short}" if alt_short else ""
             )
         else:
+            claim = " may aggravate RLS" + (f"; consider {alt_short}" if alt_short else "")
             summary = (
-                f"Active {drug}{' ' + in_product.strip() if in_product and len(drug) < 40 else ''}"
-                " may aggravate RLS" + (f"; consider {alt_short}" if alt_short else "")
+                f"Active {drug}{' ' + in_product.strip() if in_product and len(drug) < 40 else ''}{claim}"
             )
+            if len(summary) > 139:  # a long product name must not push the claim out: it is in the evidence
+                summary = f"Active {drug}{claim}"
         class_titles = ", ".join(ctx.class_title(c) for c in classes)
         # The AASM 2024 exacerbating factors cover the moderate classes only; a weak class (lithium,
         # beta-blocker, H2 blocker, anticonvulsant) rests on case reports (rls-clinical.md §2.7, §6).

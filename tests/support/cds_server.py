@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.fhir_server import REPO, free_port, stop_process
+from tests.support.fhir_server import REPO, free_port, log_tail, stop_process, wait_until_ready
 from tests.support.redis_server import RedisProcess, start_redis  # noqa: F401 - re-exported
 
 RLS_CDS_BIN = REPO / ".venv" / "bin" / "rls-cds"
@@ -59,17 +58,16 @@ def start_cds_server(
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=workdir)
     url = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            pytest.fail(f"rls-cds serve exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return CdsServer(url, proc, log_path, full_env)
-        except requests.RequestException:
-            time.sleep(0.1)
+
+    def healthy() -> bool:
+        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+
+    if wait_until_ready(
+        proc, healthy, "rls-cds serve", log_path, timeout, not_yet=(requests.RequestException,)
+    ):
+        return CdsServer(url, proc, log_path, full_env)
     stop_process(proc)
-    pytest.fail(f"rls-cds serve did not become healthy in {timeout}s: {log_path.read_text()[-3000:]}")
+    pytest.fail(f"rls-cds serve did not become healthy in {timeout}s: {log_tail(log_path)}")
 
 
 @pytest.fixture(scope="session")

@@ -13,14 +13,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.support.fhir_server import REPO
+from tests.support.fhir_server import REPO, log_tail, wait_until_ready
 
 RLS_CDS_BIN = REPO / ".venv" / "bin" / "rls-cds"
 
@@ -108,14 +107,12 @@ def start_worker(
         )
     worker = CeleryWorker(name, proc, log_path, full_env)
     app = client_app(redis_url)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            pytest.fail(f"worker exited with {proc.returncode}: {worker.log_text()[-3000:]}")
-        if app.control.ping(destination=[name], timeout=0.5):
-            return worker
+    if wait_until_ready(
+        proc, lambda: bool(app.control.ping(destination=[name], timeout=0.5)), "worker", log_path, timeout
+    ):
+        return worker
     worker.stop()
-    pytest.fail(f"worker {name} not ready in {timeout}s: {worker.log_text()[-3000:]}")
+    pytest.fail(f"worker {name} not ready in {timeout}s: {log_tail(log_path)}")
 
 
 class WorkerPool:

@@ -16,6 +16,7 @@ import secrets
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,17 +104,11 @@ def transaction(resources: list[dict]) -> dict:
 
 
 def _wait_ready(base_url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            pytest.fail(f"sekmet exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{base_url}/metadata", timeout=1).status_code in (200, 401):
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"sekmet did not start in {timeout}s: {log_path.read_text()[-2000:]}")
+    def answers() -> bool:
+        return requests.get(f"{base_url}/metadata", timeout=1).status_code in (200, 401)
+
+    if not wait_until_ready(proc, answers, "sekmet", log_path, timeout, not_yet=(requests.RequestException,)):
+        pytest.fail(f"sekmet did not start in {timeout}s: {log_tail(log_path)}")
 
 
 def _smart_client_keys(keydir: Path) -> tuple[dict[str, Path], dict[str, dict]]:
@@ -210,6 +205,34 @@ def stop_process(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def log_tail(log_path: Path) -> str:
+    return log_path.read_text(errors="replace")[-3000:]
+
+
+def wait_until_ready(
+    proc: subprocess.Popen,
+    is_ready: Callable[[], bool],
+    what: str,
+    log_path: Path,
+    timeout: float,
+    not_yet: tuple[type[BaseException], ...] = (),
+) -> bool:
+    """Poll ``is_ready()`` until it holds (True) or ``timeout`` passes (False: the caller stops the
+    process its own way). An exception in ``not_yet`` counts as not ready yet; a process that exits
+    fails the test at once, with the tail of its log."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}: {log_tail(log_path)}")
+        try:
+            if is_ready():
+                return True
+        except not_yet:
+            pass
+        time.sleep(0.1)
+    return False
 
 
 @pytest.fixture(scope="session")

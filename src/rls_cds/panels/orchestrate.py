@@ -133,13 +133,7 @@ def _force_full_reads(state: RunState, previous_run: str, by_part: dict[int, lis
         assessed |= prev.members(p) or set()
     for e in (prev.report() or {}).get("errors") or []:
         assessed.discard(f"Patient/{e['patient']}")
-    forced = {p: [k for k in keys if k not in assessed] for p, keys in by_part.items()}
-    pipe = state.r.pipeline(transaction=False)
-    for p, keys in forced.items():
-        if keys:
-            pipe.sadd(state.k(f"force:{p}"), *keys)
-            pipe.expire(state.k(f"force:{p}"), 30 * 86400)
-    pipe.execute()
+    state.add_forced({p: [k for k in keys if k not in assessed] for p, keys in by_part.items()})
 
 
 def advance(state: RunState, enqueue: Callable[[str, str, str | None], None], lease: float) -> str:

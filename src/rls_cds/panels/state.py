@@ -70,11 +70,18 @@ class RunState:
             self.r.expire(self.k("units"), RUN_TTL_SECONDS)
 
     def add_members(self, by_part: dict[int, list[str]]) -> None:
+        self._add_to_partition_sets("members", by_part)
+
+    def add_forced(self, by_part: dict[int, list[str]]) -> None:
+        """Patient keys an incremental run must read in full even if nothing of theirs changed."""
+        self._add_to_partition_sets("force", by_part)
+
+    def _add_to_partition_sets(self, name: str, by_part: dict[int, list[str]]) -> None:
         pipe = self.r.pipeline(transaction=False)
         for p, keys in by_part.items():
             if keys:
-                pipe.sadd(self.k(f"members:{p}"), *keys)
-                pipe.expire(self.k(f"members:{p}"), RUN_TTL_SECONDS)
+                pipe.sadd(self.k(f"{name}:{p}"), *keys)
+                pipe.expire(self.k(f"{name}:{p}"), RUN_TTL_SECONDS)
         pipe.execute()
 
     # --- reading -----------------------------------------------------------------------------
@@ -129,6 +136,10 @@ class RunState:
         if not self.meta_flag("has_members"):
             return None
         return {x.decode() for x in self.r.smembers(self.k(f"members:{p}"))}
+
+    def forced(self, p: int) -> set[str]:
+        """Patient keys of partition p to read in full (add_forced)."""
+        return {x.decode() for x in self.r.smembers(self.k(f"force:{p}"))}
 
     def meta_flag(self, name: str) -> bool:
         raw = self.r.hget(self.k("meta"), name)

@@ -325,7 +325,7 @@ def _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on
 
 
 def _reduce_incremental(state, p, meta, result, by_patient, members, evaluator, on_patient, refetch) -> None:
-    forced = {x.decode() for x in state.r.smembers(state.k(f"force:{p}"))}  # new members, past errors
+    forced = state.forced(p)  # new members, past errors
     touched = sorted({k for k in by_patient if k in members} | (forced & members))
     result["outside_panel"] += sum(1 for k in by_patient if k not in members)
     for key in touched:

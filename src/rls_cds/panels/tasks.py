@@ -53,6 +53,16 @@ def _advance(state: RunState) -> str:
     return orchestrate.advance(state, _enqueue, get_settings().panel_lease_seconds)
 
 
+def _live_run(run_id: str) -> tuple[Context, RunState | None]:
+    """The worker context and the run's state; None when the run is gone or already finished (a task
+    redelivered or enqueued twice then has nothing left to do)."""
+    ctx = context()
+    state = RunState(ctx.redis, run_id)
+    if not state.exists() or orchestrate.is_terminal(state):
+        return ctx, None
+    return ctx, state
+
+
 def sweep_run(run_id: str) -> str:
     """Re-enqueue whatever of the run is pending and past its lease (callable from any process)."""
     ctx = context()
@@ -105,9 +115,8 @@ def _open_remote(state: RunState):
 
 @app.task(name="rls_cds.panels.tasks.map_chunk", bind=True, acks_late=True, max_retries=None)
 def map_chunk(self, run_id: str, chunk_id: str) -> str:
-    ctx = context()
-    state = RunState(ctx.redis, run_id)
-    if not state.exists() or orchestrate.is_terminal(state):
+    ctx, state = _live_run(run_id)
+    if state is None:
         return "skipped"
     if chunk_id not in state.done("map"):
         try:
@@ -135,9 +144,8 @@ def _chunk_failed(state: RunState, chunk_id: str, reason: str) -> None:
 
 @app.task(name="rls_cds.panels.tasks.reduce_unit", acks_late=True)
 def reduce_unit(run_id: str, unit_id: str) -> str:
-    ctx = context()
-    state = RunState(ctx.redis, run_id)
-    if not state.exists() or orchestrate.is_terminal(state):
+    ctx, state = _live_run(run_id)
+    if state is None:
         return "skipped"
     if unit_id not in state.done("reduce"):
         meta = state.meta()
@@ -182,9 +190,8 @@ def _sink(state: RunState, meta: dict, cfg: dict):
 
 @app.task(name="rls_cds.panels.tasks.finalize_run", acks_late=True)
 def finalize_run(run_id: str) -> str:
-    ctx = context()
-    state = RunState(ctx.redis, run_id)
-    if not state.exists() or orchestrate.is_terminal(state):
+    ctx, state = _live_run(run_id)
+    if state is None:
         return "skipped"
     orchestrate.cleanup_export(state, session_for)
     report = finalize(state, ctx.settings.reports_dir)

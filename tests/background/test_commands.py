@@ -63,10 +63,19 @@ def test_beat_starts_and_stops_cleanly(broker_url, tmp_path):
             stderr=subprocess.STDOUT,
         )
     try:
+        # Up means: announced, and its schedule state opened (a SIGTERM before that races the set-up).
+        def up() -> bool:
+            return (
+                "beat: Starting" in log.read_text()
+                and schedule.parent.exists()
+                and any(schedule.parent.iterdir())
+            )
+
         end = time.monotonic() + 20
-        while "beat: Starting" not in log.read_text() and time.monotonic() < end and proc.poll() is None:
+        while not up() and time.monotonic() < end and proc.poll() is None:
             time.sleep(0.1)
-        assert "beat: Starting" in log.read_text(), log.read_text()[-2000:]
+        assert up(), log.read_text()[-2000:]
+        time.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log.read_text()[-2000:]

@@ -137,5 +137,6 @@ def test_map_drops_exactly_the_old_labs_the_core_skips(terminology):
     parts, _meds, _stats = work.map_lines(enumerate(lines, 1), Relevance(terminology), 1, horizon=horizon)
     kept = {f"Observation/{r.id}" for items in parts.get(0, {}).values() for r in items}
     assert kept == expected_refs
-    assert any(r.startswith("Observation/magnesium") for r in kept) and len(kept) < len(lines)  # some dropped, not all
+    # Some dropped, not all.
+    assert any(r.startswith("Observation/magnesium") for r in kept) and len(kept) < len(lines)
     assert all(f"Observation/ferritin-{i}" in kept for i in range(len(dates)))

@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -99,21 +97,7 @@ def main() -> int:
         fhir = start_fhir_server(work / "sekmet")
         try:
             ids = load_patients(fhir, args.patients, args.size)
-            servers = work / "fhir-servers.yaml"
-            servers.write_text(
-                yaml.safe_dump(
-                    {
-                        "servers": {
-                            fhir.base_url: {
-                                "client_id": fhir.smart_client_ids["RS384"],
-                                "private_key_path": str(fhir.smart_keys["RS384"]),
-                                "alg": "RS384",
-                                "token_url": fhir.token_url,
-                            }
-                        }
-                    }
-                )
-            )
+            servers = fhir.write_fhir_servers_file(work / "fhir-servers.yaml", token_url=fhir.token_url)
             rows = [run(work, fhir, servers, ids, int(n)) for n in args.workers.split(",")]
         finally:
             stop_process(fhir.process)

@@ -43,13 +43,7 @@ def tenant() -> str:
 
 
 def smart_entry(fhir_server, **extra) -> dict:
-    return {
-        "client_id": fhir_server.smart_client_ids["RS384"],
-        "private_key_path": str(fhir_server.smart_keys["RS384"]),
-        "alg": "RS384",
-        "token_url": fhir_server.token_url,
-        **extra,
-    }
+    return fhir_server.smart_entry("RS384", token_url=fhir_server.token_url, **extra)
 
 
 @pytest.fixture(scope="session")

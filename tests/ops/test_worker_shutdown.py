@@ -8,7 +8,6 @@ import time
 
 import pytest
 import redis
-import yaml
 
 from tests.support.cds_server import start_redis
 from tests.support.celery_workers import client_app
@@ -23,20 +22,8 @@ PATIENT = "ops-warm-shutdown-1"
 def test_sigterm_lets_the_running_task_finish(tmp_path, fhir_server, fault_proxy, celery_workers):
     broker = start_redis(tmp_path / "redis")
     try:
-        servers = tmp_path / "fhir-servers.yaml"
-        servers.write_text(
-            yaml.safe_dump(
-                {
-                    "servers": {
-                        fault_proxy.base_url: {
-                            "client_id": fhir_server.smart_client_ids["RS384"],
-                            "private_key_path": str(fhir_server.smart_keys["RS384"]),
-                            "alg": "RS384",
-                            "token_url": fhir_server.token_url,
-                        }
-                    }
-                }
-            )
+        servers = fhir_server.write_fhir_servers_file(
+            tmp_path / "fhir-servers.yaml", base=fault_proxy.base_url, token_url=fhir_server.token_url
         )
         fhir_server.load_bundle(transaction([{"resourceType": "Patient", "id": PATIENT}]))
         worker = celery_workers.start(broker.url, env={"RLS_FHIR_SERVERS_FILE": str(servers)})

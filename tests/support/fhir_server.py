@@ -55,14 +55,20 @@ class FhirServer:
     def token_url(self) -> str:
         return self.base_url.rsplit("/fhir", 1)[0] + "/auth/token"
 
-    def write_fhir_servers_file(self, path: Path, alg: str = "RS384", **extra) -> Path:
-        """An RLS_FHIR_SERVERS_FILE with this server and its SMART client (extra keys override)."""
+    def smart_entry(self, alg: str = "RS384", **extra) -> dict:
+        """An RLS_FHIR_SERVERS_FILE entry with this server's SMART client (extra keys override)."""
         entry = {
             "client_id": self.smart_client_ids[alg],
             "private_key_path": str(self.smart_keys[alg]),
             "alg": alg,
         }
-        path.write_text(yaml.safe_dump({"servers": {self.base_url: {**entry, **extra}}}))
+        return {**entry, **extra}
+
+    def write_fhir_servers_file(
+        self, path: Path, alg: str = "RS384", base: str | None = None, **extra
+    ) -> Path:
+        """An RLS_FHIR_SERVERS_FILE for ``base`` (default: this server; e.g. a proxy in front of it)."""
+        path.write_text(yaml.safe_dump({"servers": {base or self.base_url: self.smart_entry(alg, **extra)}}))
         return path
 
     @property

@@ -81,18 +81,14 @@ def _load_terminology(settings: Settings, problems: list[str]) -> Any | None:
 
 def _build_store(settings: Settings) -> Any | None:
     try:
-        from rls_cds.background import store as store_mod
+        from rls_cds.background.store import Store
     except ImportError:
         return None
-    for factory in ("from_settings", None):
-        try:
-            if factory and hasattr(store_mod.Store, factory):
-                return getattr(store_mod.Store, factory)(settings)
-            if factory is None:
-                return store_mod.Store(store_mod.get_redis())
-        except Exception as exc:  # noqa: BLE001 - store down must not stop the API
-            log.warning("store unavailable at start-up", extra={"error_type": type(exc).__name__})
-    return None
+    try:
+        return Store.from_settings(settings)
+    except Exception as exc:  # noqa: BLE001 - store down must not stop the API
+        log.warning("store unavailable at start-up", extra={"error_type": type(exc).__name__})
+        return None
 
 
 def _build_authenticator(runtime: Runtime) -> None:

@@ -21,7 +21,8 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from rls_cds.api.catalogue import Service
-from rls_cds.api.errors import ApiError, check_json_content_type, parse_json_object, read_body
+from rls_cds.api.decode import HookBody, decode_hook_request
+from rls_cds.api.errors import ApiError, check_json_content_type, read_body
 from rls_cds.api.models import CardsResponse, HookRequest, error_responses, request_body
 from rls_cds.api.prefetch import CORE_KINDS, deadline_from, gather
 from rls_cds.api.runtime import Runtime
@@ -122,7 +123,9 @@ def _per_patient_uuids(cards: list[dict], patient: str) -> list[dict]:
     return out
 
 
-def _run_core(rt: Runtime, service: Service, sources: list, context: dict, missing: frozenset) -> list[dict]:
+def _run_core(
+    rt: Runtime, service: Service, sources: list, context: dict, missing: frozenset, body: HookBody
+) -> list[dict]:
     from rls_cds.core.engine import evaluate, render_cards
     from rls_cds.core.resources import flatten
 
@@ -136,6 +139,7 @@ def _run_core(rt: Runtime, service: Service, sources: list, context: dict, missi
         draft_warnings=draft_warnings,
         missing=missing,
         fingerprint=False,  # the hook stores nothing, so the facts' hash would never be read
+        as_sent=body.as_sent,  # prefetch was decoded thin: validate evidence as the EHR sent it
     )
     cards = render_cards(assessment, hook=service.hook)
     return [c if isinstance(c, dict) else msgspec.to_builtins(c) for c in cards]
@@ -166,8 +170,11 @@ def _stored_cards(rt: Runtime, service: Service, obj: dict, context: dict, tenan
         return None
 
 
-def _evaluate(rt: Runtime, service: Service, obj: dict, context: dict, caller: Any, start: float) -> dict:
+def _evaluate(
+    rt: Runtime, service: Service, body: HookBody, context: dict, caller: Any, start: float
+) -> dict:
     settings = rt.settings
+    obj = body.obj
     prefetch = obj.get("prefetch") or {}
     _count_resources(prefetch, settings.max_prefetch_resources)
     tenant = getattr(caller, "tenant", None) or "default"
@@ -192,7 +199,7 @@ def _evaluate(rt: Runtime, service: Service, obj: dict, context: dict, caller: A
     try:
         if rt.terminology is None:
             raise RuntimeError("terminology not loaded")
-        cards = _run_core(rt, service, data.sources, context, missing)
+        cards = _run_core(rt, service, data.sources, context, missing, body)
     except Exception as exc:  # noqa: BLE001 - an internal failure must never become a card
         rt.metrics.core_errors.inc()
         log.error("clinical core failed", extra={"service": service.id, "error_type": type(exc).__name__})
@@ -247,12 +254,13 @@ async def call_service(service_id: str, request: Request) -> Response:
         caller = await rt.authenticate(request)
         check_json_content_type(request)
         body = await read_body(request, rt.settings.max_body_bytes)
-        obj = parse_json_object(body, rt.settings.max_json_depth)
+        hook_body = decode_hook_request(body, rt.settings.max_json_depth)
+        obj = hook_body.obj
         context = _validate(obj, service)
         server = obj.get("fhirServer")
         if server and not caller.allows_fhir_server(server):
             raise ApiError(403, "fhir_server_not_allowed", "fhirServer is not allowed for this issuer")
-        answer = await run_in_threadpool(_evaluate, rt, service, obj, context, caller, start)
+        answer = await run_in_threadpool(_evaluate, rt, service, hook_body, context, caller, start)
         missing = answer.pop("_missing")
         source = answer.pop("_source", "live")
         n_cards = len(answer["cards"])

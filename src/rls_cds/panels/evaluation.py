@@ -53,7 +53,7 @@ def _evaluate_fn(fingerprints: bool):
 
     from rls_cds.core.engine import evaluate
 
-    # Thin batch resources are type-checked by msgspec while decoding (panels/thin.py): skip the
+    # Thin batch resources are type-checked by msgspec while decoding (fhir/thin.py): skip the
     # evidence re-validation when the engine offers it (architecture.md, "Batch input").
     params = inspect.signature(evaluate).parameters
     options = {"validate_evidence": False} if "validate_evidence" in params else {}

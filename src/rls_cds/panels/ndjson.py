@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rls_cds.panels.thin import KINDS
+from rls_cds.fhir.thin import KINDS
 
 BLOCK = 4 * 2**20
 

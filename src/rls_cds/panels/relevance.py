@@ -14,7 +14,7 @@ from typing import Any
 
 from rls_cds.core.facts import parse_date
 from rls_cds.core.rules import ANALYTES_READ
-from rls_cds.panels import thin
+from rls_cds.fhir import thin
 
 
 class Relevance:

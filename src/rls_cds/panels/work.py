@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from rls_cds.panels import thin
+from rls_cds.fhir import thin
 from rls_cds.panels.evaluation import Evaluator
 from rls_cds.panels.relevance import LabHorizon, Relevance
 from rls_cds.panels.report import empty_tally

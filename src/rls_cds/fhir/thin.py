@@ -1,7 +1,8 @@
-"""Thin FHIR structs for batch screening: only the fields the clinical rules read.
+"""Thin FHIR structs: only the fields the clinical rules read, for hook prefetch and batch screening.
 
-Bulk NDJSON is far larger than what the rules need (DESIGN §1 "Parsing strategy"): decoding straight
-from bytes into these msgspec Structs skips every other field at C speed. A resource kept for
+Hook prefetch and Bulk NDJSON are far larger than what the rules need (DESIGN §1 "Parsing
+strategy"): decoding straight from bytes into these msgspec Structs skips every other field at C
+speed (the hook: ``rls_cds.api.decode``; the batch: ``rls_cds.panels.work``). A resource kept for
 evaluation travels between workers as msgpack of these Structs (tag included), which an untyped
 decode turns back into small FHIR-shaped dicts for the clinical core, exactly like a hook's
 resources, so a patient gets the same answer on every path.

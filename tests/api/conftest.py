@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 import uuid as uuidlib
 
 import pytest
 
-from tests.api import data
-from tests.support.fhir_server import transaction
+from tests.support.rls_patients import load_rls_patients
 
 HOOKS = ("patient-view", "order-select", "order-sign", "medication-prescribe")
 INDICATORS = {"info", "warning", "critical"}
@@ -26,12 +24,7 @@ def services(cds_server) -> dict[str, dict]:
 @pytest.fixture(scope="session")
 def fhir_patients(fhir_server) -> dict[str, str]:
     """Patients in sekmet: 'low_iron_ssri' (RLS, ferritin 30, active sertraline), 'no_labs' (RLS only)."""
-    tag = uuid.uuid4().hex[:8]
-    ids = {"low_iron_ssri": f"lis-{tag}", "no_labs": f"nol-{tag}"}
-    resources = data.patient_record(ids["low_iron_ssri"], 30, active_sertraline=True)
-    resources += data.patient_record(ids["no_labs"], None)
-    fhir_server.load_bundle(transaction(resources))
-    return ids
+    return load_rls_patients(fhir_server, "api")
 
 
 def causes(cards: list[dict]) -> set[str]:

@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from rls_cds.background.store import Store
-from tests.api import data
-from tests.support.fhir_server import transaction
+from tests.support.rls_patients import load_rls_patients
 
 TASK = "rls_cds.background.tasks.reevaluate_patient"
 _DBS = itertools.cycle(range(1, 16))
@@ -70,13 +69,8 @@ def worker_env(servers_file: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def bg_patients(fhir_server) -> dict[str, str]:
-    """'iron_ssri': RLS, ferritin 30, active sertraline; 'rls_only': RLS, no labs."""
-    tag = uuid.uuid4().hex[:8]
-    ids = {"iron_ssri": f"bgi-{tag}", "rls_only": f"bgr-{tag}"}
-    resources = data.patient_record(ids["iron_ssri"], 30, active_sertraline=True)
-    resources += data.patient_record(ids["rls_only"], None)
-    fhir_server.load_bundle(transaction(resources))
-    return ids
+    """'low_iron_ssri': RLS, ferritin 30, active sertraline; 'no_labs': RLS, no labs."""
+    return load_rls_patients(fhir_server, "bg")
 
 
 def causes(record: dict) -> set[str]:

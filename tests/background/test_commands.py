@@ -25,7 +25,7 @@ def test_reevaluate_command_waits_for_the_stored_result(
     broker_url, store, tenant, celery_workers, fhir_server, servers_file, bg_patients
 ):
     celery_workers.start(broker_url, env=worker_env(servers_file))
-    pid = bg_patients["rls_only"]
+    pid = bg_patients["no_labs"]
     cmd = [
         str(RLS_CDS_BIN),
         "reevaluate",

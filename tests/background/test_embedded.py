@@ -33,7 +33,7 @@ def test_serve_without_redis_url_runs_redis_and_worker(tmp_path, fhir_server, se
         assert redis.Redis.from_url(url).ping()
         assert server.get("/readyz").json()["checks"]["store"] is True
 
-        pid = bg_patients["iron_ssri"]
+        pid = bg_patients["low_iron_ssri"]
         queued = server.post("/operator/reevaluate", {"patientId": pid, "fhirServer": fhir_server.base_url})
         assert queued.status_code == 202
         got = wait_for(lambda: server.get(f"/operator/assessments/{pid}").status_code == 200, 60, 0.2)

@@ -32,7 +32,7 @@ def test_operator_endpoints_need_a_valid_token(
         dev=False,
     )
     try:
-        pid = bg_patients["iron_ssri"]
+        pid = bg_patients["low_iron_ssri"]
         body = {"patientId": pid, "fhirServer": fhir_server.base_url}
         url = f"{server.url}/operator/reevaluate"
         assert requests.post(url, json=body, timeout=10).status_code == 401

@@ -24,7 +24,7 @@ def test_reevaluation_lands_in_store_and_rerun_is_idempotent(
     broker_url, store, tenant, celery_workers, fhir_server, servers_file, bg_patients
 ):
     worker = celery_workers.start(broker_url, env=worker_env(servers_file))
-    pid = bg_patients["iron_ssri"]
+    pid = bg_patients["low_iron_ssri"]
     first = _send(broker_url, tenant, fhir_server.base_url, pid).get(timeout=60)
     assert first["outcome"] == "stored", first
     record = store.get_assessment(tenant, pid)
@@ -47,7 +47,7 @@ def test_two_workers_on_one_patient_leave_one_consistent_assessment(
     env = worker_env(servers_file)
     celery_workers.start(broker_url, env=env)
     celery_workers.start(broker_url, env=env)
-    pid = bg_patients["iron_ssri"]
+    pid = bg_patients["low_iron_ssri"]
     results = [_send(broker_url, tenant, fhir_server.base_url, pid) for _ in range(8)]
     outcomes = [r.get(timeout=90)["outcome"] for r in results]
     assert outcomes.count("stored") == 1, outcomes
@@ -64,7 +64,7 @@ def test_fhir_500_then_200_is_retried_and_completes(
     worker = celery_workers.start(broker_url, env=worker_env(servers_file))
     fault_proxy.set_mode("500")
     seen = fault_proxy.requests_seen
-    result = _send(broker_url, tenant, fault_proxy.base_url, bg_patients["iron_ssri"])
+    result = _send(broker_url, tenant, fault_proxy.base_url, bg_patients["low_iron_ssri"])
     assert wait_for(lambda: fault_proxy.requests_seen > seen, 20), "the task never reached the FHIR server"
     time.sleep(0.3)
     fault_proxy.set_mode("pass")
@@ -80,12 +80,12 @@ def test_poison_task_ends_in_dead_letter_with_reason(
 ):
     celery_workers.start(broker_url, env=worker_env(servers_file, RLS_TASK_MAX_RETRIES="2"))
     fault_proxy.set_mode("500")
-    answer = _send(broker_url, tenant, fault_proxy.base_url, bg_patients["iron_ssri"]).get(timeout=60)
+    answer = _send(broker_url, tenant, fault_proxy.base_url, bg_patients["low_iron_ssri"]).get(timeout=60)
     assert answer["outcome"] == "dead_letter"
     letters = store.dead_letters(tenant)
     assert len(letters) == 1
     assert letters[0]["reason"] == "fhir_http_500 (gave up)" and letters[0]["retries"] == 2
-    assert bg_patients["iron_ssri"] not in str(letters), "dead letters name patients by digest only"
+    assert bg_patients["low_iron_ssri"] not in str(letters), "dead letters name patients by digest only"
     # An unknown patient cannot succeed by retrying: dead-lettered at once.
     fault_proxy.set_mode("pass")
     gone = _send(broker_url, tenant, fhir_server.base_url, "no-such-patient-x").get(timeout=60)
@@ -103,11 +103,11 @@ def test_task_that_keeps_losing_its_worker_is_dead_lettered(
     task_id = f"poison-{tenant}"
     store.redis.set(f"rls:deliveries:{task_id}", 4)  # four deliveries already lost with their workers
     app = client_app(broker_url)
-    args = [tenant, fhir_server.base_url, bg_patients["iron_ssri"], "manual"]
+    args = [tenant, fhir_server.base_url, bg_patients["low_iron_ssri"], "manual"]
     answer = app.send_task(TASK, args=args, queue="hooks", task_id=task_id).get(timeout=60)
     assert answer == {"outcome": "dead_letter", "reason": "delivered 5 times (the worker was lost each time)"}
     assert store.dead_letters(tenant)[0]["task_id"] == task_id
-    assert store.get_assessment(tenant, bg_patients["iron_ssri"]) is None
+    assert store.get_assessment(tenant, bg_patients["low_iron_ssri"]) is None
 
 
 def test_worker_killed_mid_task_has_it_redelivered(
@@ -117,7 +117,7 @@ def test_worker_killed_mid_task_has_it_redelivered(
     first = celery_workers.start(broker_url, env=env)
     fault_proxy.set_mode("hang")
     seen = fault_proxy.requests_seen
-    result = _send(broker_url, tenant, fault_proxy.base_url, bg_patients["iron_ssri"])
+    result = _send(broker_url, tenant, fault_proxy.base_url, bg_patients["low_iron_ssri"])
     assert wait_for(lambda: fault_proxy.requests_seen > seen, 20), "the task never started"
     first.kill()  # SIGKILL, worker and pool: the task is unacknowledged
     assert store.redis.hlen("unacked") == 1
@@ -126,7 +126,7 @@ def test_worker_killed_mid_task_has_it_redelivered(
     answer = result.get(timeout=60)
     assert answer["outcome"] == "stored", (answer, store.dead_letters(tenant))
     assert {"iron_deficiency", "drug_induced"} <= causes(
-        store.get_assessment(tenant, bg_patients["iron_ssri"])
+        store.get_assessment(tenant, bg_patients["low_iron_ssri"])
     )
     assert wait_for(lambda: store.redis.hlen("unacked") == 0, 10)
 

@@ -1,4 +1,4 @@
-"""Logging for the long-running commands (serve, worker, panel): the PHI-safe configuration."""
+"""Logging for the long-running commands (serve, worker, beat, panel): the PHI-safe configuration."""
 
 from __future__ import annotations
 

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     assessment_freshness_seconds: int = Field(3600, ge=0)
     # Overridden cards are not shown again for the same patient and trigger for this long.
     feedback_suppression_hours: float = Field(24 * 7, ge=0)
+    # Per-process memo of fhir.resources verdicts, keyed by a resource's exact JSON (about 1 KB per
+    # entry): resources sent again are not validated again. 0 disables it. Default =
+    # rls_cds.core.validation.DEFAULT_CACHE_SIZE (a test checks they agree).
+    validation_cache_size: int = Field(8192, ge=0)
 
     # --- Request limits -----------------------------------------------------------------
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)

@@ -16,6 +16,7 @@ from rls_cds.api.catalogue import Service, load_catalogue
 from rls_cds.api.errors import ApiError
 from rls_cds.api.metrics import Metrics
 from rls_cds.api.suppression import FeedbackStore
+from rls_cds.core.validation import set_cache_size as set_validation_cache_size
 from rls_cds.settings import Settings
 
 log = logging.getLogger("rls_cds.api")
@@ -104,6 +105,7 @@ def _build_authenticator(runtime: Runtime) -> None:
 
 def build_runtime(settings: Settings) -> Runtime:
     rt = Runtime(settings=settings, metrics=Metrics())
+    set_validation_cache_size(settings.validation_cache_size)  # the core reads no settings itself
     rt.terminology = _load_terminology(settings, rt.problems)
     rt.catalogue = load_catalogue(settings.catalogue_dir, rt.terminology)
     rt.store = _build_store(settings)

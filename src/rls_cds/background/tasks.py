@@ -60,8 +60,10 @@ class RetryableFailure(Exception):
 # --- process-wide state ------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _load_terminology():
+    from rls_cds.core.validation import set_cache_size
     from rls_cds.terminology import load_terminology
 
+    set_cache_size(get_settings().validation_cache_size)  # once per process, before the first evaluation
     return load_terminology(path=get_settings().terminology_dir)
 
 

@@ -100,8 +100,10 @@ class Context:
 
 
 def load_terminology(settings) -> Any:
+    from rls_cds.core.validation import set_cache_size
     from rls_cds.terminology import load_terminology as load
 
+    set_cache_size(settings.validation_cache_size)  # the core's verdict memo (Celery or CLI run)
     return load(path=settings.terminology_dir)
 
 

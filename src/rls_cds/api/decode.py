@@ -52,10 +52,39 @@ class _Bundle(msgspec.Struct):
     entry: list[_Entry] | None = None
 
 
+class _ThinEntry(msgspec.Struct):
+    resource: thin.Resource | None = None
+
+
+class _ThinBundle(msgspec.Struct):
+    """A Bundle of thin resources only: one decoder call for the whole Bundle (the common case)."""
+
+    resourceType: str  # noqa: N815
+    type: str | None = None
+    entry: list[_ThinEntry] | None = None
+
+
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _PREFETCH = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _BUNDLE = msgspec.json.Decoder(_Bundle)
+_THIN_BUNDLE = msgspec.json.Decoder(_ThinBundle)
 _RESOURCE = thin.LINE_DECODER
+
+
+class _LazyEntries:
+    """A Bundle's entries as raw bytes, split only when one of its resources is validated."""
+
+    __slots__ = ("_entries", "raw")
+
+    def __init__(self, raw: msgspec.Raw):
+        self.raw = raw
+        self._entries: list[msgspec.Raw] | None = None
+
+    def __getitem__(self, index: int) -> msgspec.Raw:
+        if self._entries is None:
+            self._entries = [e.resource for e in _BUNDLE.decode(self.raw).entry or ()]
+        return self._entries[index]
+
 
 # Depth of a value below the top-level object: prefetch value 2, entry.resource 5.
 _PREFETCH_VALUE_DEPTH = 2
@@ -64,16 +93,20 @@ _ENTRY_RESOURCE_DEPTH = 5
 
 @dataclass
 class HookBody:
-    """``obj``: the request as a dict (prefetch Bundles hold thin resource dicts); ``originals``: the
-    bytes of each thin resource, by the ``id()`` of its dict (alive as long as ``obj``)."""
+    """``obj``: the request as a dict (prefetch Bundles hold thin resource dicts); ``originals``: where
+    the bytes of each thin resource are, by the ``id()`` of its dict (alive as long as ``obj``):
+    (its entries, index) or (its bytes, -1)."""
 
     obj: dict[str, Any]
-    originals: dict[int, msgspec.Raw] = field(default_factory=dict)
+    originals: dict[int, tuple[Any, int]] = field(default_factory=dict)
 
     def as_sent(self, resource: dict) -> dict | None:
         """The whole resource as the EHR sent it (for validation), or None if it was parsed whole."""
-        raw = self.originals.get(id(resource))
-        return None if raw is None else orjson.loads(memoryview(raw))
+        where = self.originals.get(id(resource))
+        if where is None:
+            return None
+        source, index = where
+        return orjson.loads(memoryview(source if index < 0 else source[index]))
 
 
 def decode_hook_request(body: bytes, max_depth: int) -> HookBody:
@@ -117,7 +150,7 @@ def _whole(raw: msgspec.Raw, allowed: int, max_depth: int) -> Any:
     return value
 
 
-def _prefetch(raw: msgspec.Raw, max_depth: int, originals: dict[int, msgspec.Raw]) -> Any:
+def _prefetch(raw: msgspec.Raw, max_depth: int, originals: dict[int, tuple[Any, int]]) -> Any:
     try:
         values = _PREFETCH.decode(raw)
     except msgspec.ValidationError:  # not an object: the handler answers 400 for its type
@@ -125,7 +158,24 @@ def _prefetch(raw: msgspec.Raw, max_depth: int, originals: dict[int, msgspec.Raw
     return {key: _prefetch_value(value, max_depth, originals) for key, value in values.items()}
 
 
-def _prefetch_value(raw: msgspec.Raw, max_depth: int, originals: dict[int, msgspec.Raw]) -> Any:
+def _prefetch_value(raw: msgspec.Raw, max_depth: int, originals: dict[int, tuple[Any, int]]) -> Any:
+    try:
+        bundle = _THIN_BUNDLE.decode(raw)
+    except msgspec.ValidationError:  # another resource type or an unexpected field type in there
+        return _mixed_bundle(raw, max_depth, originals)
+    if bundle.resourceType != "Bundle" or bundle.entry is None:
+        return _whole(raw, max_depth - _PREFETCH_VALUE_DEPTH, max_depth)  # a resource, an empty Bundle
+    entries = _LazyEntries(raw)
+    at = [i for i, entry in enumerate(bundle.entry) if entry.resource is not None]
+    # One conversion for all: Structs -> plain dicts, the shape the core reads.
+    resources = msgspec.to_builtins([bundle.entry[i].resource for i in at])
+    for resource, index in zip(resources, at, strict=True):
+        originals[id(resource)] = (entries, index)
+    return {"resourceType": "Bundle", "type": bundle.type, "entry": [{"resource": r} for r in resources]}
+
+
+def _mixed_bundle(raw: msgspec.Raw, max_depth: int, originals: dict[int, tuple[Any, int]]) -> Any:
+    """Entry by entry: thin where the schema allows, whole (orjson) for the rest, order kept."""
     try:
         bundle = _BUNDLE.decode(raw)
     except msgspec.ValidationError:
@@ -145,8 +195,7 @@ def _prefetch_value(raw: msgspec.Raw, max_depth: int, originals: dict[int, msgsp
         except msgspec.ValidationError:
             resource = _whole(entry.resource, max_depth - _ENTRY_RESOURCE_DEPTH, max_depth)
             entries.append({"resource": resource})
-    # One conversion for all: Structs -> plain dicts, the shape the core reads.
     for resource, (at, resource_raw) in zip(msgspec.to_builtins(structs), thin_at, strict=True):
-        originals[id(resource)] = resource_raw
+        originals[id(resource)] = (resource_raw, -1)
         entries[at]["resource"] = resource
     return {"resourceType": "Bundle", "type": bundle.type, "entry": entries}

@@ -168,3 +168,11 @@ def test_mangled_records_answer_the_same(terminology, data):
             break
     whole, thin = _both(terminology, orjson.dumps(request))
     assert thin == whole
+
+
+@pytest.mark.parametrize(
+    ("prefetch", "expected"), [(b"null", None), (b"[1]", [1]), (b'"x"', "x"), (b"{}", {})]
+)
+def test_a_prefetch_that_is_not_an_object_is_kept_for_the_handler_to_judge(prefetch, expected):
+    decoded = decode_hook_request(b'{"hook": "patient-view", "prefetch": ' + prefetch + b"}", 64)
+    assert decoded.obj["prefetch"] == expected and decoded.obj["hook"] == "patient-view"

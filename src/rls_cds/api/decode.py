@@ -42,6 +42,12 @@ class _Envelope(msgspec.Struct):
     patient: msgspec.Raw = _ABSENT  # CDS Hooks 1.0 top-level patient id
 
 
+class _PrefetchEnvelope(_Envelope):
+    """The same with ``prefetch`` split by key in the same pass (the common case: an object)."""
+
+    prefetch: dict[str, msgspec.Raw] = {}
+
+
 class _Entry(msgspec.Struct):
     resource: msgspec.Raw = _ABSENT
 
@@ -65,7 +71,7 @@ class _ThinBundle(msgspec.Struct):
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
-_PREFETCH = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_PREFETCH_ENVELOPE = msgspec.json.Decoder(_PrefetchEnvelope)
 _BUNDLE = msgspec.json.Decoder(_Bundle)
 _THIN_BUNDLE = msgspec.json.Decoder(_ThinBundle)
 _RESOURCE = thin.LINE_DECODER
@@ -115,7 +121,10 @@ def decode_hook_request(body: bytes, max_depth: int) -> HookBody:
     if not body:
         raise ApiError(400, "invalid_json", "the request body is empty")
     try:
-        envelope = _ENVELOPE.decode(body)
+        try:
+            envelope = _PREFETCH_ENVELOPE.decode(body)
+        except msgspec.ValidationError:  # not an object, or a prefetch that is not one
+            envelope = _ENVELOPE.decode(body)
     except msgspec.ValidationError:
         raise ApiError(400, "invalid_request", "the request body must be a JSON object") from None
     except msgspec.DecodeError:
@@ -125,11 +134,11 @@ def decode_hook_request(body: bytes, max_depth: int) -> HookBody:
     body_out = HookBody(obj={})
     for name in envelope.__struct_fields__:
         raw = getattr(envelope, name)
-        if not len(raw):
-            continue
-        if name == "prefetch":
-            body_out.obj[name] = _prefetch(raw, max_depth, body_out.originals)
-        else:
+        if isinstance(raw, dict):  # prefetch, split by key
+            body_out.obj[name] = {
+                key: _prefetch_value(value, max_depth, body_out.originals) for key, value in raw.items()
+            }
+        elif len(raw):
             body_out.obj[name] = _whole(raw, max_depth - 1, max_depth)
     return body_out
 
@@ -148,14 +157,6 @@ def _whole(raw: msgspec.Raw, allowed: int, max_depth: int) -> Any:
     if isinstance(value, dict | list) and json_depth_exceeds(bytes(view), allowed):
         raise _too_deep(max_depth)
     return value
-
-
-def _prefetch(raw: msgspec.Raw, max_depth: int, originals: dict[int, tuple[Any, int]]) -> Any:
-    try:
-        values = _PREFETCH.decode(raw)
-    except msgspec.ValidationError:  # not an object: the handler answers 400 for its type
-        return _whole(raw, max_depth - 1, max_depth)
-    return {key: _prefetch_value(value, max_depth, originals) for key, value in values.items()}
 
 
 def _prefetch_value(raw: msgspec.Raw, max_depth: int, originals: dict[int, tuple[Any, int]]) -> Any:

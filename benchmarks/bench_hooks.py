@@ -11,7 +11,11 @@ What runs, all on loopback:
 
 Cases: small and large generated patients at patient-view and order-select, each for a bounded time
 after a warm-up (and a bounded request count), service and baseline alternating in `--rounds` rounds
-so that background load drifting during a case weighs on both alike. Then the prefetch-missing case:
+so that background load drifting during a case weighs on both alike. The same large patient is sent
+again and again (a chart opened repeatedly), so the service's memo of fhir.resources verdicts
+(RLS_VALIDATION_CACHE_SIZE) answers for its evidence after the first call; the case "large/patient-view
+cold" repeats it against a second service process with that memo off (every call validates its evidence
+from scratch, as for a patient seen for the first time). Then the prefetch-missing case:
 the large patient loaded into a local sekmet-fhir, requests with fhirServer + fhirAuthorization
 and no prefetch.
 
@@ -318,16 +322,19 @@ def catalogue_prefetch(url: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def run_cases(cds_url, base_url, ids, files, key_file, args) -> dict:
+def run_cases(cds_url, base_url, ids, files, key_file, args, cold_url: str | None = None) -> dict:
     results: dict = {}
-    for size, hook in CASES:
+    cases = [(size, hook, cds_url, "") for size, hook in CASES]
+    if cold_url:
+        cases.append(("large", "patient-view", cold_url, " cold"))
+    for size, hook, service_url, label in cases:
         path = f"/cds-services/{ids[hook]}"
         body = files[(size, hook)]
         # Alternate service and baseline in rounds: background load that drifts during the case
         # (a shared machine) then weighs on both sides alike instead of on one.
         svc_rounds, base_rounds = [], []
         for _ in range(args.rounds):
-            svc_rounds.append(measure(cds_url, path, body, key_file, args))
+            svc_rounds.append(measure(service_url, path, body, key_file, args))
             base_rounds.append(measure(base_url, path, body, key_file, args))
         svc, base = merge(svc_rounds), merge(base_rounds)
         case = {
@@ -337,9 +344,9 @@ def run_cases(cds_url, base_url, ids, files, key_file, args) -> dict:
             "p50_ratio": ratio(svc["p50_ms"], base["p50_ms"]),
             "p99_ratio": ratio(svc["p99_ms"], base["p99_ms"]),
         }
-        results[f"{size}/{hook}"] = case
+        results[f"{size}/{hook}{label}"] = case
         print(
-            f"{size:5} {hook:13} service p50 {svc['p50_ms']} p99 {svc['p99_ms']} ms "
+            f"{size:5} {hook + label:18} service p50 {svc['p50_ms']} p99 {svc['p99_ms']} ms "
             f"{svc['rps']} rps (errors {svc['errors']} {svc['statuses']}) | baseline p50 {base['p50_ms']} "
             f"p99 {base['p99_ms']} ms {base['rps']} rps "
             f"| ratio p50 {case['p50_ratio']} p99 {case['p99_ratio']}",
@@ -404,12 +411,14 @@ def bench_main(args) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-hooks-"))
     key_file, jwks = make_key(workdir)
     jwks_server, jwks_url = serve_jwks(jwks)
-    redis = cds = baseline = fhir = None
+    redis = cds = cold = baseline = fhir = None
     try:
         fhir = None if args.skip_fallback else start_fhir_server(workdir / "fhir")
         redis = start_redis(workdir / "redis")
         fhir_servers = [fhir.base_url] if fhir else []
-        cds = start_cds_server(workdir / "cds", env=service_env(redis.url, jwks_url, fhir_servers), dev=False)
+        env = service_env(redis.url, jwks_url, fhir_servers)
+        cds = start_cds_server(workdir / "cds", env=env, dev=False)
+        cold = start_cds_server(workdir / "cold", env={**env, "RLS_VALIDATION_CACHE_SIZE": "0"}, dev=False)
         baseline, base_url = start_baseline(workdir)
         ids = service_ids(cds.url)
         files = write_requests(workdir, catalogue_prefetch(cds.url))
@@ -423,22 +432,27 @@ def bench_main(args) -> int:
                 "rounds": args.rounds,
                 "auth": "ES256 JWT per request, unique jti",
             },
-            "cases": run_cases(cds.url, base_url, ids, files, key_file, args),
+            "cases": run_cases(cds.url, base_url, ids, files, key_file, args, cold.url),
         }
         large = results["cases"]["large/patient-view"]
         results["hook_p99_ratio"] = large["p99_ratio"]
         results["hook_p50_ratio"] = large["p50_ratio"]
+        results["hook_p99_ratio_cold"] = results["cases"]["large/patient-view cold"]["p99_ratio"]
         if fhir is not None:
             results["prefetch_missing"] = run_fallback(workdir, cds.url, ids, fhir, key_file, args.fallback_n)
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(results, indent=2))
         print(
-            json.dumps(
-                {"hook_p99_ratio": results["hook_p99_ratio"], "hook_p50_ratio": results["hook_p50_ratio"]}
-            )
+            json.dumps({k: results[k] for k in ("hook_p99_ratio", "hook_p50_ratio", "hook_p99_ratio_cold")})
         )
     finally:
-        for proc in (baseline, cds and cds.process, redis and redis.process, fhir and fhir.process):
+        for proc in (
+            baseline,
+            cds and cds.process,
+            cold and cold.process,
+            redis and redis.process,
+            fhir and fhir.process,
+        ):
             stop(proc)
         jwks_server.shutdown()
     return 0

@@ -121,6 +121,7 @@ def headline(benches: dict) -> dict:
     return {
         "hook_p99_ratio": hooks.get("hook_p99_ratio"),
         "hook_p50_ratio": hooks.get("hook_p50_ratio"),
+        "hook_p99_ratio_cold": hooks.get("hook_p99_ratio_cold"),
         "batch_ratio": batch.get("batch_ratio"),
         "batch_peak_rss_growth_1k_to_10k": batch.get("peak_rss_growth"),
         "targets": {
@@ -157,7 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     out = Path(args.out) if args.out else RESULTS / f"{started.strftime('%Y-%m-%d')}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps({k: results[k] for k in ("hook_p99_ratio", "hook_p50_ratio", "batch_ratio")}))
+    print(
+        json.dumps(
+            {
+                k: results[k]
+                for k in ("hook_p99_ratio", "hook_p50_ratio", "hook_p99_ratio_cold", "batch_ratio")
+            }
+        )
+    )
     print(f"results: {out}")
     return 0
 

@@ -7,6 +7,8 @@ line on stderr). Celery keeps that root handler (``worker_hijack_root_logger=Fal
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 
 from rls_cds.commands.logsetup import configure_command_logging
@@ -36,6 +38,24 @@ def run(args) -> int:
 
     Path(schedule).parent.mkdir(parents=True, exist_ok=True)
     loglevel = (args.loglevel or settings.log_level).upper()
+    _import_eagerly(app)
     log.info("beat starting", extra={"schedule_file": schedule, "loglevel": loglevel})
     app.start(argv=["--quiet", "beat", "--schedule", schedule, "--loglevel", loglevel])
     return 0
+
+
+def _import_eagerly(app) -> None:
+    """Import now what beat imports lazily while it starts (scheduler, AMQP producer, Redis result
+    backend, the dbm module behind its shelve schedule file). Beat's SIGTERM handler raises
+    SystemExit wherever the main thread is; landing inside one of those imports left a
+    half-initialised module and an exit code 1 instead of a clean stop."""
+    import celery.backends.redis  # noqa: F401
+    import celery.beat  # noqa: F401
+    import kombu.transport.redis  # noqa: F401
+
+    for name in ("dbm.gnu", "dbm.ndbm", "dbm.dumb"):  # shelve picks one by the file it finds
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+    app.amqp  # noqa: B018 - a cached property: instantiating it is the import
+    app.backend  # noqa: B018 - the same (no connection is made until first use)

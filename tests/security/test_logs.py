@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 
 import pytest
 
@@ -17,7 +18,7 @@ JWT = "eyJhbGciOiJFUzM4NCJ9.eyJpc3MiOiJodHRwczovL2VociJ9.c2lnbmF0dXJlLWJ5dGVz"
 def capture():
     stream = io.StringIO()
     root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
+    saved_handlers, saved_level, saved_hook = list(root.handlers), root.level, sys.excepthook
     configure_logging(type("S", (), {"log_level": "INFO"})(), stream=stream)
     yield stream
     for h in list(root.handlers):
@@ -25,6 +26,7 @@ def capture():
             root.removeHandler(h)
     root.handlers[:] = saved_handlers
     root.setLevel(saved_level)
+    sys.excepthook = saved_hook
 
 
 def _lines(stream) -> list[dict]:
@@ -98,3 +100,31 @@ def test_pem_blocks_redacted(capture):
     pem = "-----BEGIN PRIVATE KEY-----\nMIGkAgEBBDA\n-----END PRIVATE KEY-----"
     logging.getLogger("x").error("loaded %s", pem)
     assert "MIGkAgEBBDA" not in capture.getvalue()
+
+
+def test_an_exception_passed_as_an_argument_keeps_only_its_type(capture):
+    """Celery logs "beat raised exception %r" / "Task ... raised unexpected: %r": the type is enough."""
+    logging.getLogger("celery.beat").critical(
+        "beat raised exception %s: %r", ValueError, ValueError("Jane Testperson, MRN 12345")
+    )
+    logging.getLogger("celery.worker").error(
+        "task %(id)s raised %(exc)r", {"id": "t1", "exc": KeyError("MRN 12345")}
+    )
+    text = capture.getvalue()
+    assert "Testperson" not in text and "12345" not in text
+    first, second = _lines(capture)
+    assert first["msg"] == "beat raised exception <class 'ValueError'>: 'ValueError'"
+    assert second["msg"] == "task t1 raised 'KeyError'"
+
+
+def test_an_uncaught_exception_is_logged_as_type_and_frames(capture):
+    def crash():
+        raise RuntimeError(f"token {JWT} for Jane Testperson")
+
+    try:
+        crash()
+    except RuntimeError:
+        sys.excepthook(*sys.exc_info())
+    (line,) = _lines(capture)
+    assert line["level"] == "CRITICAL" and line["exc_type_name"] == "RuntimeError"
+    assert "crash" in line["stack"] and "Testperson" not in json.dumps(line) and JWT not in json.dumps(line)

@@ -95,6 +95,9 @@ def configure(app: Celery, settings=None) -> Celery:
         timezone="UTC",
         enable_utc=True,
         worker_hijack_root_logger=False,
+        # Celery would turn stdout/stderr into a logger, a traceback into one unredacted record per
+        # line; uncaught exceptions are logged by rls_cds.security.logs (type and frames) instead.
+        worker_redirect_stdouts=False,
         beat_schedule_filename=str(settings.beat_schedule_file),
     )
     return app

@@ -77,6 +77,8 @@ class RedactionFilter(logging.Filter):
     """Scrubs the record in place, so every handler (JSON or not) gets the safe version."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:  # "raised %r" with an exception: its message may quote data, keep the type
+            record.args = _without_exception_text(record.args)
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not lose the record
@@ -94,6 +96,24 @@ class RedactionFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = scrub(record.stack_info)
         return True
+
+
+def _without_exception_text(args: Any) -> Any:
+    def safe(value: Any) -> Any:
+        return type(value).__name__ if isinstance(value, BaseException) else value
+
+    if isinstance(args, dict):
+        return {k: safe(v) for k, v in args.items()}
+    return tuple(safe(a) for a in args) if isinstance(args, tuple) else args
+
+
+def _log_uncaught(etype, value, tb) -> None:
+    """sys.excepthook: an exception that ends the process is logged like any other (type and frames,
+    redacted), not printed as a raw traceback whose message may quote data."""
+    if issubclass(etype, KeyboardInterrupt):
+        sys.__excepthook__(etype, value, tb)
+        return
+    logging.getLogger("rls_cds").critical("uncaught exception", exc_info=(etype, value, tb))
 
 
 class JsonFormatter(logging.Formatter):
@@ -122,6 +142,7 @@ def configure_logging(settings: Any, stream: Any = None) -> None:
     handler._rls_cds = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(str(getattr(settings, "log_level", "INFO")).upper())
+    sys.excepthook = _log_uncaught
     # Libraries that log URLs (with patient ids in query strings) at DEBUG/INFO stay quiet.
     for name in ("urllib3", "requests", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -6,7 +6,8 @@ import random
 import tracemalloc
 from datetime import UTC, datetime
 
-from rls_cds.panels import ndjson, thin, work
+from rls_cds.fhir import thin
+from rls_cds.panels import ndjson, work
 from rls_cds.panels.relevance import LabHorizon, Relevance
 from tests.panels.conftest import write_export
 

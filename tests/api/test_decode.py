@@ -116,6 +116,13 @@ def test_resources_the_thin_schema_refuses_are_read_whole(terminology):
         (b"[1, 2]", "invalid_request"),
         (b'"text"', "invalid_request"),
         (b'{"context": {"a": "\xff"}}', "invalid_json"),
+        (b'{"hook": "x", "prefetch": {"\xff": null}}', "invalid_json"),
+        (
+            b'{"prefetch": {"c": {"resourceType": "Bundle", "entry": [{"resource": '
+            b'{"resourceType": "Condition", "id": "\xff"}}]}}}',
+            "invalid_json",
+        ),
+        (b'{"junk": "\xff"}', "invalid_json"),
         (b'{"context": ' + b'{"a": ' * 70 + b"1" + b"}" * 70 + b"}", "json_too_deep"),
         (b'{"junk": ' + b"[" * 5000 + b"]" * 5000 + b"}", "json_too_deep"),
     ],
@@ -176,3 +183,38 @@ def test_mangled_records_answer_the_same(terminology, data):
 def test_a_prefetch_that_is_not_an_object_is_kept_for_the_handler_to_judge(prefetch, expected):
     decoded = decode_hook_request(b'{"hook": "patient-view", "prefetch": ' + prefetch + b"}", 64)
     assert decoded.obj["prefetch"] == expected and decoded.obj["hook"] == "patient-view"
+
+
+def test_nesting_past_the_recursion_limit_in_a_mixed_bundle_is_400():
+    deep = b'{"a": ' * 990 + b"1" + b"}" * 990
+    body = (
+        b'{"hook": "patient-view", "prefetch": {"c": {"resourceType": "Bundle", "entry": ['
+        b'{"resource": {"resourceType": "Encounter", "id": "e"}},'
+        b'{"resource": {"resourceType": "Condition", "id": "c", "note": [' + deep + b"]}}]}}}"
+    )
+    with pytest.raises(ApiError) as exc:
+        decode_hook_request(body, 64)
+    assert exc.value.error == "json_too_deep"
+
+
+def test_an_unreadable_skipped_field_drops_that_resource_only(terminology):
+    """A number orjson refuses, in a field no rule reads: the evidence is read by the standard library,
+    fails validation, and its siblings still give their cards (no 'core failed', no empty answer)."""
+    record = copy.deepcopy(REAL)
+    record[2]["note"] = [{"text": "x", "extension": [{"url": "u", "valueDecimal": 1}]}]
+    body = orjson.dumps(F.hook_request("patient-view", record)).replace(
+        b'"valueDecimal":1', b'"valueDecimal":1e400'
+    )
+    decoded = decode_hook_request(body, 64)
+    outcome = _outcome(terminology, decoded.obj, decoded.as_sent)
+    assert any("Observation/f: failed FHIR R4 validation" in w for w in outcome["warnings"])
+    assert outcome["cards"]  # the rest of the record still speaks
+
+
+def test_value_integer_beyond_64_bits_is_read_as_the_whole_parse_reads_it(terminology):
+    record = copy.deepcopy(REAL)
+    del record[2]["valueQuantity"]
+    record[2]["valueInteger"] = 424242
+    body = orjson.dumps(F.hook_request("patient-view", record)).replace(b"424242", str(2**70).encode())
+    whole, thin = _both(terminology, body)
+    assert thin == whole

@@ -18,6 +18,7 @@ beyond Python's recursion limit there, and that answers the same 400.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,12 +108,24 @@ class HookBody:
     originals: dict[int, tuple[Any, int]] = field(default_factory=dict)
 
     def as_sent(self, resource: dict) -> dict | None:
-        """The whole resource as the EHR sent it (for validation), or None if it was parsed whole."""
+        """The whole resource as the EHR sent it (for validation), or None if it was parsed whole.
+
+        Fields the thin decoder skipped were only syntax-checked: a number orjson refuses (1e400, an
+        integer beyond 64 bits) is read by the standard library instead, and a resource that cannot
+        be read at all (nested past the recursion limit) comes back as ``{}``, which validation
+        refuses, so that resource alone is dropped."""
         where = self.originals.get(id(resource))
         if where is None:
             return None
         source, index = where
-        return orjson.loads(memoryview(source if index < 0 else source[index]))
+        try:
+            raw = memoryview(source if index < 0 else source[index])
+            try:
+                return orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return json.loads(bytes(raw))
+        except (ValueError, RecursionError):
+            return {}
 
 
 def decode_hook_request(body: bytes, max_depth: int) -> HookBody:
@@ -120,6 +133,11 @@ def decode_hook_request(body: bytes, max_depth: int) -> HookBody:
     parse refused: empty, malformed, not an object, nested too deeply."""
     if not body:
         raise ApiError(400, "invalid_json", "the request body is empty")
+    if not body.isascii():  # msgspec does not check the strings it skips (or reads as raw bytes)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "invalid_json", "the request body is not valid UTF-8 JSON") from None
     try:
         try:
             envelope = _PREFETCH_ENVELOPE.decode(body)
@@ -131,6 +149,13 @@ def decode_hook_request(body: bytes, max_depth: int) -> HookBody:
         raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
     except RecursionError:
         raise _too_deep(max_depth) from None
+    try:
+        return _parts(envelope, max_depth)
+    except RecursionError:  # a prefetch part nested past Python's limit (where msgspec reads it)
+        raise _too_deep(max_depth) from None
+
+
+def _parts(envelope: _Envelope, max_depth: int) -> HookBody:
     body_out = HookBody(obj={})
     for name in envelope.__struct_fields__:
         raw = getattr(envelope, name)

@@ -269,6 +269,9 @@ async def call_service(service_id: str, request: Request) -> Response:
     except ApiError as exc:
         status = exc.status
         raise
+    except Exception:
+        status = 500  # answered by the last-resort handler: log and count it as what it is
+        raise
     finally:
         elapsed = time.monotonic() - start
         rt.metrics.hook_latency.labels(service.id).observe(elapsed)

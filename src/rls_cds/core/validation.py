@@ -22,16 +22,17 @@ callers passing UUID or Enum objects (which orjson writes as strings) are outsid
 core reads JSON-decoded dicts. Verdicts that are not a ValidationError ("unreadable") are not cached.
 
 Bounded LRU (``set_cache_size``; 0 disables and clears). The adapters apply the setting
-``validation_cache_size`` at start-up; the core reads no settings. Memory: the key is the resource's
-compact JSON (stored as an exact-size copy), so an entry costs its size plus ~0.1-0.3 KB; measured
-with tracemalloc on the benchmark's generated resources (0.8 KB of JSON on average): ~0.9-1.1 KB
-per entry, so ~8-9 MB per process at the default of 8192 entries. Thread-safe: hooks run in a
+``validation_cache_size`` at start-up; the core reads no settings. Memory: the table holds a 16-byte
+BLAKE2b digest of that JSON per entry (not the JSON: a large narrative must not grow the memo), so an
+entry costs ~0.2 KB whatever the resource's size, ~2 MB per process at the default of 8192 entries.
+Thread-safe: hooks run in a
 thread pool; one lock guards the table and the counters (held for a dict operation only, never
 during validation).
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from functools import cache
@@ -88,8 +89,7 @@ class _Verdicts:
         with self._lock:
             if self.maxsize <= 0:
                 return
-            # orjson's bytes keep its whole write buffer (4-8 KB); store an exact-size copy.
-            self._items[bytes(memoryview(key))] = verdict
+            self._items[key] = verdict
             while len(self._items) > self.maxsize:
                 self._items.popitem(last=False)
 
@@ -161,7 +161,11 @@ def _key(fixed: dict) -> bytes | None:
         key = orjson.dumps(fixed, option=_KEY_OPTIONS)
     except TypeError:  # non-JSON value, key that is not a str, int beyond 64 bits, too deep, cycle
         return None
-    return None if b"null" in key else key
+    if b"null" in key:
+        return None
+    # A 128-bit digest, not the JSON itself: memory per entry stays fixed whatever the resource
+    # carries (narratives, notes), and a collision is out of reach of any input.
+    return hashlib.blake2b(key, digest_size=16).digest()
 
 
 def validate(resource: Any) -> tuple[bool, str | None, list[str]]:

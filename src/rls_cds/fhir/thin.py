@@ -13,8 +13,14 @@ cycles are possible), so the hundreds of thousands a map decodes are not tracked
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
+
+# An integer orjson (the whole-parse path) also reads as an integer; beyond, the thin decode refuses it
+# and the resource is read whole, so both paths see the same value.
+Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class Coding(Struct, gc=False, omit_defaults=True):
@@ -118,7 +124,7 @@ class Observation(Struct, gc=False, tag_field="resourceType", tag="Observation",
     valueQuantity: LabQuantity | None = None  # noqa: N815
     valueCodeableConcept: Concept | None = None  # noqa: N815
     valueString: str | None = None  # noqa: N815
-    valueInteger: int | None = None  # noqa: N815
+    valueInteger: Int64 | None = None  # noqa: N815
     interpretation: list[Concept] = []
 
 

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import sys
+import threading
 
 import pytest
 
@@ -19,6 +20,7 @@ def capture():
     stream = io.StringIO()
     root = logging.getLogger()
     saved_handlers, saved_level, saved_hook = list(root.handlers), root.level, sys.excepthook
+    saved_thread_hook, saved_unraisable = threading.excepthook, sys.unraisablehook
     configure_logging(type("S", (), {"log_level": "INFO"})(), stream=stream)
     yield stream
     for h in list(root.handlers):
@@ -27,6 +29,7 @@ def capture():
     root.handlers[:] = saved_handlers
     root.setLevel(saved_level)
     sys.excepthook = saved_hook
+    threading.excepthook, sys.unraisablehook = saved_thread_hook, saved_unraisable
 
 
 def _lines(stream) -> list[dict]:
@@ -128,3 +131,33 @@ def test_an_uncaught_exception_is_logged_as_type_and_frames(capture):
     (line,) = _lines(capture)
     assert line["level"] == "CRITICAL" and line["exc_type_name"] == "RuntimeError"
     assert "crash" in line["stack"] and "Testperson" not in json.dumps(line) and JWT not in json.dumps(line)
+
+
+def test_celery_task_failure_context_keeps_the_type_only(capture):
+    """celery.app.trace logs the exception and traceback as text, as arguments and as extra data."""
+    context = {
+        "id": "t1",
+        "name": "rls_cds.background.tasks.reevaluate",
+        "exc": "ValueError('Patient/12345 Jane Testperson')",
+        "traceback": "Traceback (most recent call last):\n  ...\nValueError: Patient/12345 Jane Testperson",
+    }
+    logging.getLogger("celery.app.trace").error(
+        "Task %(name)s[%(id)s] raised unexpected: %(exc)s", context, extra={"data": context}
+    )
+    logging.getLogger("x").error("several: %s", [KeyError("Jane Testperson")])
+    text = capture.getvalue()
+    assert "Testperson" not in text and "12345" not in text
+    first, second = _lines(capture)
+    assert first["msg"].endswith("raised unexpected: ValueError") and first["data"]["exc"] == "ValueError"
+    assert second["msg"] == "several: ['KeyError']"
+
+
+def test_an_uncaught_exception_in_a_thread_is_logged_as_type_and_frames(capture):
+    def crash():
+        raise RuntimeError("Jane Testperson")
+
+    thread = threading.Thread(target=crash)
+    thread.start()
+    thread.join()
+    (line,) = _lines(capture)
+    assert line["exc_type_name"] == "RuntimeError" and "Testperson" not in json.dumps(line)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 import traceback
 from datetime import UTC, datetime
 from typing import Any
@@ -79,6 +80,8 @@ class RedactionFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args:  # "raised %r" with an exception: its message may quote data, keep the type
             record.args = _without_exception_text(record.args)
+        if isinstance(getattr(record, "data", None), dict):
+            record.data = _without_task_exception(record.data)
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not lose the record
@@ -99,12 +102,32 @@ class RedactionFilter(logging.Filter):
 
 
 def _without_exception_text(args: Any) -> Any:
-    def safe(value: Any) -> Any:
-        return type(value).__name__ if isinstance(value, BaseException) else value
+    def safe(value: Any, depth: int = 0) -> Any:
+        if isinstance(value, BaseException):
+            return type(value).__name__
+        if depth < 2 and isinstance(value, list | tuple):
+            return type(value)(safe(v, depth + 1) for v in value)
+        return value
 
     if isinstance(args, dict):
-        return {k: safe(v) for k, v in args.items()}
+        return _without_task_exception({k: safe(v) for k, v in args.items()})
     return tuple(safe(a) for a in args) if isinstance(args, tuple) else args
+
+
+# Celery's task-failure context ("Task %(name)s[%(id)s] raised unexpected: %(exc)s", also sent as
+# extra "data"): the exception as text and the whole traceback text, message included.
+_TASK_EXCEPTION_TEXT = ("exc", "traceback")
+
+
+def _without_task_exception(context: dict) -> dict:
+    if not any(isinstance(context.get(k), str) for k in _TASK_EXCEPTION_TEXT):
+        return context
+    out = dict(context)
+    if isinstance(out.get("exc"), str):
+        out["exc"] = out["exc"].split("(", 1)[0].split(":", 1)[0].strip() or "exception"
+    if isinstance(out.get("traceback"), str):
+        out["traceback"] = REDACTED
+    return out
 
 
 def _log_uncaught(etype, value, tb) -> None:
@@ -114,6 +137,22 @@ def _log_uncaught(etype, value, tb) -> None:
         sys.__excepthook__(etype, value, tb)
         return
     logging.getLogger("rls_cds").critical("uncaught exception", exc_info=(etype, value, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("rls_cds").critical(
+        "uncaught exception in a thread", exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+    )
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    exc = unraisable.exc_value
+    logging.getLogger("rls_cds").error(
+        "unraisable exception",
+        exc_info=(unraisable.exc_type, exc, unraisable.exc_traceback) if exc is not None else None,
+    )
 
 
 class JsonFormatter(logging.Formatter):
@@ -143,6 +182,8 @@ def configure_logging(settings: Any, stream: Any = None) -> None:
     root.addHandler(handler)
     root.setLevel(str(getattr(settings, "log_level", "INFO")).upper())
     sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    sys.unraisablehook = _log_unraisable
     # Libraries that log URLs (with patient ids in query strings) at DEBUG/INFO stay quiet.
     for name in ("urllib3", "requests", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)

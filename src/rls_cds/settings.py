@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     # Bulk $export: give up waiting for the server's export after this long; download attempts per file.
     panel_export_timeout_seconds: float = Field(3600.0, gt=0)
     panel_download_attempts: int = Field(3, ge=1, le=20)
+    # An incremental panel still reads every member when its latest full run is older than this:
+    # carried-over results were judged at their run's date, and look-back windows move.
+    panel_full_run_every_days: float = Field(7.0, gt=0)
     # Secret expected in the X-Subscription-Secret header of FHIR Subscription notifications; several
     # comma-separated secrets are accepted (one per Subscription, or old + new while rotating).
     subscription_secret: SecretStr | None = None

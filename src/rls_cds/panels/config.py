@@ -10,6 +10,7 @@
         strategy: bulk                # bulk (Group/$export) | search (per-patient searches)
         schedule: "0 2 * * *"         # cron: minute hour day-of-month month day-of-week (UTC)
         incremental: false            # bulk: _since = the previous successful run's export time
+                                      # (a full run again every RLS_PANEL_FULL_RUN_EVERY_DAYS)
         writeback: false              # write DetectedIssue resources back (off by default)
         tenant: hospital-a            # assessment store namespace (default: the server's tenant)
 

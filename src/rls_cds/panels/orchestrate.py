@@ -26,12 +26,20 @@ from rls_cds.panels.work import partition_of
 log = logging.getLogger("rls_cds.panels")
 
 
-def create_panel_run(client, panel: Panel, since: str | None = None, tenant: str | None = None) -> RunState:
-    """``tenant`` (config.panel_tenant) goes into the run meta: the API shows a run to its tenant only."""
+def create_panel_run(
+    client,
+    panel: Panel,
+    since: str | None = None,
+    tenant: str | None = None,
+    full_every_days: float | None = None,
+) -> RunState:
+    """``tenant`` (config.panel_tenant) goes into the run meta: the API shows a run to its tenant only.
+    ``full_every_days``: an incremental panel still reads everything when its latest full run is
+    older than this (``last_success``)."""
     state = RunState(client, new_run_id(panel.id))
     previous = None
     if since is None and panel.incremental and panel.strategy == "bulk":
-        previous, since = last_success(client, panel.id)
+        previous, since = last_success(client, panel.id, full_every_days)
     meta = {
         "panel": panel.id,
         "panel_config": {k: v for k, v in asdict(panel).items() if k != "extra"},
@@ -52,12 +60,26 @@ def create_panel_run(client, panel: Panel, since: str | None = None, tenant: str
     return state
 
 
-def last_success(client, panel_id: str) -> tuple[str | None, str | None]:
-    """(run id, export time) of the panel's latest successful run: the next incremental run's _since."""
+def last_success(
+    client, panel_id: str, full_every_days: float | None = None
+) -> tuple[str | None, str | None]:
+    """(run id, export time) of the panel's latest successful run: the next incremental run's _since.
+
+    (None, None), i.e. a full run, when no successful full run is among the last 100 runs or the
+    latest one started more than ``full_every_days`` ago. An incremental run carries over the results
+    of members whose data did not change, and those were judged at their own run's date: look-back
+    windows move ("no iron studies in 12 months" becomes true with no new data), so every member is
+    read and judged again at least that often."""
+    latest = None
     for rid in runs_of(client, panel_id, 100):
         meta = RunState(client, rid).meta()
-        if meta.get("status") == "succeeded" and meta.get("transaction_time"):
-            return rid, meta["transaction_time"]
+        if meta.get("status") != "succeeded" or not meta.get("transaction_time"):
+            continue
+        latest = latest or (rid, meta["transaction_time"])
+        if not meta.get("incremental"):
+            age = time.time() - float(meta.get("created_at") or 0)
+            too_old = full_every_days is not None and age > full_every_days * 86400
+            return (None, None) if too_old else latest
     return None, None
 
 

@@ -75,7 +75,13 @@ def start_run(settings, panel_id: str, since: str | None = None) -> str:
         tenant = panel_tenant(panel, settings)
     except FhirServersError as exc:
         raise PanelError(str(exc)) from None
-    state = create_panel_run(redis_client(settings), panel, since=since, tenant=tenant)
+    state = create_panel_run(
+        redis_client(settings),
+        panel,
+        since=since,
+        tenant=tenant,
+        full_every_days=settings.panel_full_run_every_days,
+    )
     from rls_cds.panels.tasks import start_run as start_task
 
     start_task.apply_async(args=[state.run_id], queue="batch")

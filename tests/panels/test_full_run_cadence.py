@@ -1,0 +1,59 @@
+"""An incremental panel reads every member again when its latest full run is too old (real Redis)."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from rls_cds.panels.config import Panel
+from rls_cds.panels.orchestrate import create_panel_run
+from rls_cds.panels.state import RunState
+
+DAY = 86400
+
+
+def _past_run(client, panel_id: str, run_id: str, *, days_ago: float, incremental: bool, status="succeeded"):
+    RunState(client, run_id).create(
+        {
+            "panel": panel_id,
+            "status": status,
+            "created_at": time.time() - days_ago * DAY,
+            "transaction_time": f"export-of-{run_id}",
+            "incremental": incremental,
+        },
+        {},
+        {},
+    )
+
+
+def _panel(panel_id: str) -> Panel:
+    return Panel(id=panel_id, fhir_server="https://fhir.example", group="g1", incremental=True)
+
+
+def test_incremental_follows_a_recent_full_run_and_its_increments(panel_redis):
+    client = redis.Redis.from_url(panel_redis.url)
+    _past_run(client, "cad-a", "r1-full", days_ago=3, incremental=False)
+    _past_run(client, "cad-a", "r2-inc", days_ago=2, incremental=True)
+    _past_run(client, "cad-a", "r3-failed", days_ago=1, incremental=True, status="failed")
+    meta = create_panel_run(client, _panel("cad-a"), full_every_days=7).meta()
+    assert meta["incremental"] is True
+    assert meta["previous_run"] == "r2-inc" and meta["since"] == "export-of-r2-inc"
+
+
+def test_a_full_run_older_than_the_cadence_means_a_full_run_now(panel_redis):
+    client = redis.Redis.from_url(panel_redis.url)
+    _past_run(client, "cad-b", "r1-full", days_ago=8, incremental=False)
+    _past_run(client, "cad-b", "r2-inc", days_ago=1, incremental=True)
+    meta = create_panel_run(client, _panel("cad-b"), full_every_days=7).meta()
+    assert meta["incremental"] is False and meta["since"] is None and meta["previous_run"] is None
+    # ... and the next run follows that full one incrementally again.
+    _past_run(client, "cad-b", "r3-full", days_ago=0, incremental=False)
+    assert create_panel_run(client, _panel("cad-b"), full_every_days=7).meta()["previous_run"] == "r3-full"
+
+
+def test_without_any_successful_full_run_everything_is_read(panel_redis):
+    client = redis.Redis.from_url(panel_redis.url)
+    _past_run(client, "cad-c", "r1-inc", days_ago=1, incremental=True)  # its full run fell off the list
+    meta = create_panel_run(client, _panel("cad-c"), full_every_days=7).meta()
+    assert meta["incremental"] is False and meta["since"] is None

@@ -11,7 +11,7 @@ import contextlib
 import importlib
 import logging
 
-from rls_cds.commands.logsetup import configure_command_logging
+from rls_cds.commands.celery_setup import settings_with_broker
 
 
 def register(sub) -> None:
@@ -22,17 +22,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from rls_cds.settings import get_settings
-
-    settings = get_settings()
-    configure_command_logging(settings)
+    settings = settings_with_broker("beat")
+    if settings is None:
+        return 2
     log = logging.getLogger("rls_cds.background")
     from rls_cds.background.celery_app import app
-    from rls_cds.background.store import redis_url
 
-    if not redis_url(settings):
-        log.error("no REDIS_URL and no embedded Redis running: beat has no broker")
-        return 2
     schedule = args.schedule or str(settings.beat_schedule_file)
     from pathlib import Path
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 
-from rls_cds.commands.logsetup import configure_command_logging
+from rls_cds.commands.celery_setup import settings_with_broker
 
 
 def register(sub) -> None:
@@ -26,17 +26,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from rls_cds.settings import get_settings
-
-    settings = get_settings()
-    configure_command_logging(settings)
+    settings = settings_with_broker("the worker")
+    if settings is None:
+        return 2
     log = logging.getLogger("rls_cds.background")
     from rls_cds.background.celery_app import QUEUES, app
-    from rls_cds.background.store import redis_url
 
-    if not redis_url(settings):
-        log.error("no REDIS_URL and no embedded Redis running: the worker has no broker")
-        return 2
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     unknown = sorted(set(queues) - set(QUEUES))
     if unknown:

@@ -70,44 +70,18 @@ def plan_local(files: list[Path], chunk_bytes: int) -> list[Chunk]:
 
 
 def iter_local(path: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, line) for every line that starts in [start, end); blank lines skipped."""
-    with open(path, "rb") as f:
-        pos = start
-        carry = b""
-        if start > 0:
-            # The line straddling `start` belongs to the previous chunk (unless one ends right before it).
-            f.seek(start - 1)
-            skipped = f.readline()
-            pos = start - 1 + len(skipped)
-        limit = end if end is not None else None
-        while True:
-            if limit is not None and pos >= limit:  # pos: where the next unread line starts
-                return
-            # Read no further than the chunk needs (plus the tail of its last line, via carry).
-            want = BLOCK if limit is None else max(min(BLOCK, limit - pos + 1), min(BLOCK, 65536))
-            block = f.read(want)
-            if not block:
-                if carry.strip():
-                    yield pos, carry
-                return
-            data = carry + block if carry else block
-            last = data.rfind(b"\n")
-            if last < 0:
-                carry = data
-                continue
-            carry = data[last + 1 :]
-            offset = pos
-            for line in data[: last + 1].split(b"\n")[:-1]:
-                if limit is not None and offset >= limit:
-                    return
-                if line.strip():
-                    yield offset, line
-                offset += len(line) + 1
-            pos = offset
+    """(byte offset, line) for every line that starts in [start, end); blank lines skipped: the lines
+    of ``iter_local_blocks``, one at a time."""
+    for offset, block in iter_local_blocks(path, start, end):
+        for line in block.split(b"\n"):
+            if line.strip():
+                yield offset, line
+            offset += len(line) + 1
 
 
 def iter_local_blocks(path: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, block of whole lines) covering exactly the lines iter_local would give."""
+    """(byte offset, block of whole lines) for the lines that start in [start, end): the line
+    straddling ``start`` belongs to the previous chunk, the one straddling ``end`` to this one."""
     with open(path, "rb") as f:
         pos = start
         if start > 0:

@@ -69,6 +69,14 @@ class ConditionRow:
     line: int
 
 
+def _yes_no(row: Row, column: str, problems: Problems) -> bool | None:
+    """A yes/no cell; None, with a problem naming the file and line, when it is neither."""
+    value = parse_bool(row.get(column))
+    if value is None:
+        problems.add(row.file, row.line, f"{column} {row.get(column)!r} must be yes or no")
+    return value
+
+
 def _need_source(row: Row, problems: Problems) -> bool:
     if not row.get("source"):
         problems.add(row.file, row.line, "source is empty: every row must name its source")
@@ -206,9 +214,8 @@ def _unit_row(row: Row, problems: Problems) -> tuple[UnitRow, bool] | None:
     if offset is None:
         problems.add(row.file, row.line, f"offset {row.get('offset')!r} must be a finite number (or empty)")
         ok = False
-    is_canonical = parse_bool(row.get("canonical"))
+    is_canonical = _yes_no(row, "canonical", problems)
     if is_canonical is None:
-        problems.add(row.file, row.line, f"canonical {row.get('canonical')!r} must be yes or no")
         ok = False
     elif is_canonical and ok and (factor != 1 or offset != 0):
         problems.add(row.file, row.line, "the canonical unit must have factor 1 and no offset")
@@ -417,9 +424,8 @@ def _ingredient(row: Row, classes: dict[str, DrugClass], problems: Problems) -> 
             row.file, row.line, f"role {row.get('role')!r} contradicts class {cls.id!r} ({cls.role!r})"
         )
         ok = False
-    withdrawal = parse_bool(row.get("withdrawal"))
+    withdrawal = _yes_no(row, "withdrawal", problems)
     if withdrawal is None:
-        problems.add(row.file, row.line, f"withdrawal {row.get('withdrawal')!r} must be yes or no")
         ok = False
     atc = split_list(row.get("atc"))
     ok &= _all_well_formed(row, ATC, atc, problems)
@@ -468,9 +474,8 @@ def _product(
         if n.lower() not in by_name:
             problems.add(row.file, row.line, f"ingredient {n!r} is not an IN/PIN row of this table")
             ok = False
-    excluded = parse_bool(row.get("route_excluded"))
+    excluded = _yes_no(row, "route_excluded", problems)
     if excluded is None:
-        problems.add(row.file, row.line, f"route_excluded {row.get('route_excluded')!r} must be yes or no")
         ok = False
     if ok and rxcui in rxcui_line:
         problems.add(row.file, row.line, f"RxCUI {rxcui} already defined on line {rxcui_line[rxcui]}")
@@ -496,13 +501,13 @@ def load_routes(path: Path, text: str, problems: Problems) -> dict[str, tuple[st
     routes: dict[str, tuple[str, bool, int]] = {}
     for row in read_csv(path, text, ROUTE_COLUMNS, problems):
         key = _route_key(row, problems)
-        route, excluded = row.get("route"), parse_bool(row.get("excluded"))
+        route = row.get("route")
         ok = _need_source(row, problems) and key is not None
         if not SNAKE.match(route):
             problems.add(row.file, row.line, f"route {route!r} must be snake_case")
             ok = False
+        excluded = _yes_no(row, "excluded", problems)
         if excluded is None:
-            problems.add(row.file, row.line, f"excluded {row.get('excluded')!r} must be yes or no")
             ok = False
         if ok and key in routes:
             problems.add(row.file, row.line, f"{key!r} already defined on line {routes[key][2]}")

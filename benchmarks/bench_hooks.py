@@ -36,7 +36,6 @@ import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,23 +75,12 @@ def make_key(workdir: Path) -> tuple[Path, dict]:
     return pem, {"keys": [jwk]}
 
 
-def serve_jwks(jwks: dict) -> tuple[ThreadingHTTPServer, str]:
-    body = json.dumps(jwks).encode()
+def serve_jwks(jwks: dict):
+    """The bench issuer's key set on loopback (the test suite's JSON server); (server, its URL)."""
+    from tests.support.jwt_keys import JWKS_PATH, JsonServer
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    server = JsonServer()
+    return server, server.serve(JWKS_PATH, jwks)
 
 
 def issuers_document(jwks_url: str, fhir_servers: list[str]) -> dict:
@@ -454,7 +442,7 @@ def bench_main(args) -> int:
             fhir and fhir.process,
         ):
             stop(proc)
-        jwks_server.shutdown()
+        jwks_server.stop()
     return 0
 
 

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(s.getvalue())
     finally:
         stop_process(redis.process)
-        jwks_server.shutdown()
+        jwks_server.stop()
     return 0
 
 

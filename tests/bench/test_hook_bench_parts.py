@@ -50,7 +50,7 @@ def test_minted_tokens_verify_against_served_jwks_with_unique_jti(tmp_path):
         with urllib.request.urlopen(url, timeout=5) as resp:
             served = json.loads(resp.read())
     finally:
-        server.shutdown()
+        server.stop()
     key = serialization.load_pem_private_key(pem.read_bytes(), None)
     tokens = [bench_hooks.mint(key, f"jti-{i}") for i in range(2)]
     public = jwt.PyJWK(served["keys"][0]).key

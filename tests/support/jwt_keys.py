@@ -50,7 +50,7 @@ def _ec_key(kid: str, curve: ec.EllipticCurve, alg: str) -> SigningKey:
     return SigningKey(kid, key, jwk)
 
 
-class _JwksServer:
+class JsonServer:
     """Serves JSON documents by path over loopback and counts requests per path."""
 
     def __init__(self) -> None:
@@ -76,6 +76,11 @@ class _JwksServer:
         self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True, name="jwks-server").start()
 
+    def serve(self, path: str, document: Any) -> str:
+        """Serve ``document`` as JSON at ``path``; returns its URL."""
+        self.documents[path] = json.dumps(document).encode()
+        return self.origin + path
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -83,7 +88,7 @@ class _JwksServer:
 
 @dataclass
 class JwtKeys:
-    server: _JwksServer
+    server: JsonServer
     keys: dict[str, SigningKey]  # by alg
     issuer: str = ISSUER
     audience: str = AUDIENCE
@@ -103,8 +108,7 @@ class JwtKeys:
 
     def serve(self, path: str, document: dict) -> str:
         """Serve another JSON document (for example a second key set); returns its URL."""
-        self.server.documents[path] = json.dumps(document).encode()
-        return self.url(path)
+        return self.server.serve(path, document)
 
     def jwks(self) -> dict:
         by_kid = {k.kid: k.public_jwk for k in [*self.keys.values(), *self.extra_keys]}
@@ -172,7 +176,7 @@ def make_jwt_keys() -> JwtKeys:
     keys["ES256"] = _ec_key("ec-p256", ec.SECP256R1(), "ES256")
     keys["ES384"] = _ec_key("ec-p384", ec.SECP384R1(), "ES384")
     keys["ES512"] = _ec_key("ec-p521", ec.SECP521R1(), "ES512")
-    server = _JwksServer()
+    server = JsonServer()
     out = JwtKeys(server, keys)
     server.documents[JWKS_PATH] = json.dumps(out.jwks()).encode()
     return out

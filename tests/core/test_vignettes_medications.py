@@ -56,6 +56,60 @@ def test_draft_ssri_at_order_sign_offers_deleting_the_draft(run):
     assert card["overrideReasons"] and card["selectionBehavior"] == "at-most-one"
 
 
+def _drug_card(cards):
+    return next(c for c in cards if c["source"]["topic"]["code"] == "drug_induced")
+
+
+def test_draft_renewing_an_active_drug_offers_no_delete_and_says_do_not_stop_abruptly(run):
+    active = F.med_request(*SERTRALINE_SCD)
+    renewal = F.draft(*SERTRALINE_SCD, rid="draft-renew")
+    cards = run.cards(rls_patient(active), hook="order-sign", drafts=[renewal])
+    card = _drug_card(cards)
+    assert "suggestions" not in card  # deleting a renewal is an abrupt stop of current therapy
+    assert "continues current therapy" in card["detail"] and "abruptly" in card["detail"]
+    assert "bupropion" in card["summary"]  # the substitute is still named, to plan a switch
+
+
+@pytest.mark.parametrize(
+    ("rxcui", "display"),
+    [
+        ("866924", "metoprolol tartrate 25 MG Oral Tablet"),  # beta-blocker: never stop abruptly
+        ("197890", "lithium carbonate 300 MG Oral Tablet"),  # no simple swap
+        ("310671", "haloperidol 1 MG Oral Tablet"),  # typical antipsychotic: review with prescriber
+    ],
+)
+def test_no_delete_suggestion_where_the_reference_names_no_substitute(run, rxcui, display):
+    cards = run.cards(rls_patient(), hook="order-sign", drafts=[F.draft(rxcui, display, rid="d1")])
+    card = _drug_card(cards)
+    assert "suggestions" not in card and "consider" not in card["summary"]
+    assert "no simple substitute" in card["detail"]
+
+
+@pytest.mark.parametrize(
+    ("rxcui", "display"),
+    [
+        ("995624", "meclizine hydrochloride 12.5 MG Oral Tablet"),  # vertigo
+        ("198602", "dimenhydrinate 25 MG Oral Tablet"),  # motion sickness
+        ("1101446", "doxylamine succinate 25 MG Oral Tablet"),  # sleep aid
+        ("966787", "doxepin 3 MG Oral Tablet"),  # hypnotic dose: bupropion is no substitute
+    ],
+)
+def test_class_substitute_is_not_offered_where_it_does_not_treat_the_indication(run, rxcui, display):
+    drafts = [F.draft(rxcui, display, rid="d1")]
+    card = _drug_card(run.cards(rls_patient(), hook="order-sign", drafts=drafts))
+    assert "consider" not in card["summary"] and "suggestions" not in card
+    f = finding(run(rls_patient(), drafts=drafts), "drug_induced")
+    assert f.data["alternative"] is None
+    assert not any(word in f.action for word in ("loratadine", "non-sedating", "bupropion"))
+
+
+def test_allergy_antihistamine_still_names_the_non_sedating_substitute(run):
+    draft = F.draft("995218", "hydroxyzine hydrochloride 10 MG Oral Tablet", rid="d1")
+    card = _drug_card(run.cards(rls_patient(), hook="order-sign", drafts=[draft]))
+    assert "non-sedating antihistamine" in card["summary"]
+    assert card["suggestions"][0]["actions"][0]["type"] == "delete"
+
+
 def test_multi_ingredient_cold_syrup_is_flagged_for_its_antihistamine(run):
     syrup = F.med_request(
         "1043400",

@@ -220,3 +220,18 @@ def test_vsac_product_codes(terminology):
     assert terminology.drug_by_code(RX, "866412").ingredients[0].drug_class == "beta_blocker"
     assert terminology.drug_by_code(RX, "859981").route == "sublingual"
     assert len(terminology.products) > 400
+
+
+@pytest.mark.parametrize(
+    ("code", "alternative"),
+    [
+        ("995624", None),  # meclizine (vertigo): alternative 'none' overrides the class's antihistamines
+        ("198602", None),  # dimenhydrinate (motion sickness)
+        ("966787", None),  # doxepin 3 mg (hypnotic): not bupropion
+        ("995218", "a non-sedating antihistamine (loratadine, fexofenadine or cetirizine)"),  # the class's
+    ],
+)
+def test_an_ingredient_can_name_no_substitute_where_its_class_does(terminology, code, alternative):
+    [ing] = terminology.drug_by_code(RX, code).ingredients
+    assert ing.alternative == alternative
+    assert terminology.drug_classes[ing.drug_class].alternative is not None

@@ -165,12 +165,15 @@ def _iron_order_suggestion(f: Finding, patient: str | None, rls_ref: str | None)
 
 
 def _delete_draft_suggestion(f: Finding) -> list[dict]:
+    """"Remove the draft" only where the reference names a substitute, and never for a draft that
+    continues a drug the patient already takes: one click must not stop therapy abruptly (beta-
+    blockers, lithium, antipsychotics have no simple swap; rls-clinical.md §2.7)."""
     orders = [ref for ref in f.data.get("orders", []) if not ref.endswith("/?") and "#" not in ref]
-    if not orders or not f.data.get("draft"):
+    alternative = f.data.get("alternative")
+    if not orders or not f.data.get("draft") or not alternative or f.data.get("continues_active"):
         return []
     drug = " + ".join(f.data.get("ingredients") or ["this drug"])
-    alternative = f.data.get("alternative")
-    label = f"Remove the {drug} order" + (f" (consider {alternative.split(' (')[0]})" if alternative else "")
+    label = f"Remove the {drug} order (consider {alternative.split(' (')[0]})"
     return [
         {
             "label": label,

@@ -77,6 +77,17 @@ def _yes_no(row: Row, column: str, problems: Problems) -> bool | None:
     return value
 
 
+NO_ALTERNATIVE = "none"
+
+
+def _ingredient_alternative(own: str | None, class_default: str | None) -> str | None:
+    """An ingredient's alternative: its own, else its class's; ``none`` says the class's substitute
+    does not fit this drug (meclizine for vertigo is not replaced by loratadine): name none."""
+    if own and own.strip().lower() == NO_ALTERNATIVE:
+        return None
+    return own or class_default
+
+
 def _need_source(row: Row, problems: Problems) -> bool:
     if not row.get("source"):
         problems.add(row.file, row.line, "source is empty: every row must name its source")
@@ -438,7 +449,7 @@ def _ingredient(row: Row, classes: dict[str, DrugClass], problems: Problems) -> 
         drug_class=cls.id,
         strength=row.get("strength") or cls.strength,
         indicator=row.get("indicator") or cls.indicator,
-        alternative=row.get("alternative") or cls.alternative,
+        alternative=_ingredient_alternative(row.get("alternative"), cls.alternative),
         brands=tuple(split_list(row.get("brands"))),
         tty=tty,
         base_rxcui=rxcui,

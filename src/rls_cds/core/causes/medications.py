@@ -34,6 +34,13 @@ def _aggravators(m: MedFact) -> list[Any]:
 def drug_induced(ctx: Context) -> list[Finding]:
     cid = "drug_induced"
     groups: dict[tuple, list[MedFact]] = {}
+    # Ingredients the patient already takes (record orders): a draft of one of them continues therapy.
+    current = {
+        ing_key(i)
+        for m in ctx.facts.meds
+        if not m.draft and not m.route_excluded and m.status in ("active", "on-hold")
+        for i in _aggravators(m)
+    }
     for m in ctx.facts.meds:
         if m.route_excluded:
             continue
@@ -88,6 +95,12 @@ def drug_induced(ctx: Context) -> list[Finding]:
             f"{cap(drug)} ({class_titles}) is listed among drugs that may aggravate RLS "
             f"({strength} evidence; {basis})."
         )
+        continues = kind == "draft" and any(k in current for k in agg)
+        if continues:
+            reasoning += (
+                f" The patient already has an active {drug} order: this order continues current therapy, "
+                "which should not be stopped abruptly; plan any change (taper, switch) with the prescriber."
+            )
         if certainty == "text":
             reasoning += (
                 " The drug was recognised by name in the order text only (no code matched): lower certainty."
@@ -122,6 +135,7 @@ def drug_induced(ctx: Context) -> list[Finding]:
                     "classes": classes,
                     "alternative": alternative,
                     "certainty": certainty,
+                    "continues_active": continues,
                 },
             )
         )

@@ -165,7 +165,7 @@ def _iron_order_suggestion(f: Finding, patient: str | None, rls_ref: str | None)
 
 
 def _delete_draft_suggestion(f: Finding) -> list[dict]:
-    """"Remove the draft" only where the reference names a substitute, and never for a draft that
+    """ "Remove the draft" only where the reference names a substitute, and never for a draft that
     continues a drug the patient already takes: one click must not stop therapy abruptly (beta-
     blockers, lithium, antipsychotics have no simple swap; rls-clinical.md §2.7)."""
     orders = [ref for ref in f.data.get("orders", []) if not ref.endswith("/?") and "#" not in ref]

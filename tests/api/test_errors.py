@@ -82,9 +82,21 @@ def test_order_sign_without_draft_orders_is_400(cds_server, services):
     _assert_error(cds_server.post(f"/cds-services/{services['order-sign']['id']}", body), 400)
 
 
-def test_fhir_server_must_be_http_url(cds_server, services):
-    body = data.hook_request("patient-view", "p1", None, "file:///etc/passwd", "tok")
-    _assert_error(cds_server.post(f"/cds-services/{services['patient-view']['id']}", body), 400)
+@pytest.mark.parametrize(
+    "server",
+    [
+        "file:///etc/passwd",
+        "http://[::1/fhir",  # urlsplit raises ValueError: was a 500
+        "http://a]b/",
+        "http://ehr.example:99999/fhir",  # port out of range
+        "http://ehr.example/fhir?x=1#frag",  # the fragment would swallow the search path
+        "http://user:pass@ehr.example/fhir",  # would send Basic credentials instead of the token
+    ],
+)
+def test_fhir_server_must_be_a_plain_http_base_url(cds_server, services, server):
+    body = data.hook_request("patient-view", "p1", None, server, "tok")
+    resp = cds_server.post(f"/cds-services/{services['patient-view']['id']}", body)
+    assert "fhirServer" in _assert_error(resp, 400, "invalid_request")["detail"]
 
 
 def test_oversized_body_is_413(cds_server, services):

@@ -90,6 +90,9 @@ def test_poison_task_ends_in_dead_letter_with_reason(
     fault_proxy.set_mode("pass")
     gone = _send(broker_url, tenant, fhir_server.base_url, "no-such-patient-x").get(timeout=60)
     assert gone == {"outcome": "dead_letter", "reason": "patient_not_found"}
+    # A malformed server URL (urlsplit raises ValueError) is a permanent failure, not a crash.
+    bad = _send(broker_url, tenant, "http://[::1/fhir", "p1").get(timeout=60)
+    assert bad == {"outcome": "dead_letter", "reason": "invalid_fhir_server"}
     time.sleep(0.5)
     assert store.redis.llen("hooks") == 0 and store.redis.hlen("unacked") == 0, "nothing loops"
 

@@ -12,7 +12,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 import orjson
@@ -27,6 +26,7 @@ from rls_cds.api.models import CardsResponse, HookRequest, error_responses, requ
 from rls_cds.api.prefetch import CORE_KINDS, deadline_from, gather
 from rls_cds.api.runtime import Runtime
 from rls_cds.api.suppression import patient_key
+from rls_cds.fhir.base_url import base_url_problem
 
 log = logging.getLogger("rls_cds.api")
 router = APIRouter()
@@ -59,8 +59,9 @@ def _validate(obj: dict, service: Service) -> dict:
         if obj.get(name) is not None and not isinstance(obj[name], kinds):
             raise ApiError(400, "invalid_request", f"'{name}' has the wrong type")
     server = obj.get("fhirServer")
-    if server and (urlsplit(server).scheme not in ("http", "https") or not urlsplit(server).netloc):
-        raise ApiError(400, "invalid_request", "'fhirServer' must be an absolute http(s) URL")
+    problem = base_url_problem(server) if server else None
+    if problem:
+        raise ApiError(400, "invalid_request", f"'fhirServer' {problem}")
     if hook in _DRAFT_HOOKS and not isinstance(context.get("draftOrders"), dict | list):
         raise ApiError(400, "invalid_request", "'context.draftOrders' is required (a Bundle)")
     if hook == "medication-prescribe" and not isinstance(context.get("medications"), dict | list):

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rls_cds.api.errors import ApiError, check_json_content_type, parse_json_object, read_body
 from rls_cds.api.runtime import Runtime
+from rls_cds.fhir.base_url import base_url_problem
 
 log = logging.getLogger("rls_cds.api")
 router = APIRouter()
@@ -174,8 +175,9 @@ def _fhir_server(request: Request, named: dict, settings) -> str:
             "fhir_server_unknown",
             "cannot tell which FHIR server sent this: add an 'X-FHIR-Server: <base>' channel header",
         )
-    if not server.startswith(("http://", "https://")):
-        raise ApiError(400, "invalid_fhir_server", "X-FHIR-Server must be an absolute http(s) URL")
+    problem = base_url_problem(server)
+    if problem:
+        raise ApiError(400, "invalid_fhir_server", f"X-FHIR-Server {problem}")
     return server.rstrip("/")
 
 
@@ -283,8 +285,9 @@ async def operator_reevaluate(request: Request):
     patient, server = obj.get("patientId"), obj.get("fhirServer")
     if not isinstance(patient, str) or not FHIR_ID.match(patient):
         raise ApiError(400, "invalid_request", "'patientId' must be a FHIR id")
-    if not isinstance(server, str) or not server.startswith(("http://", "https://")):
-        raise ApiError(400, "invalid_request", "'fhirServer' must be an absolute http(s) URL")
+    problem = base_url_problem(server)
+    if problem:
+        raise ApiError(400, "invalid_request", f"'fhirServer' {problem}")
     if not caller.allows_fhir_server(server) or not background_server(server, rt.settings)[0]:
         raise ApiError(403, "fhir_server_not_allowed", "fhirServer is not allowed for background work")
     tenant = getattr(caller, "tenant", None) or "default"

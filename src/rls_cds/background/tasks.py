@@ -20,7 +20,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache
-from urllib.parse import urlsplit
 
 import msgspec
 import redis
@@ -30,6 +29,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from rls_cds.api.suppression import patient_key
 from rls_cds.background.celery_app import app
 from rls_cds.background.store import Store
+from rls_cds.fhir.base_url import base_url_problem
 from rls_cds.fhir.client import FhirFetchError, fetch_search
 from rls_cds.settings import get_settings
 
@@ -117,8 +117,7 @@ def _check_args(tenant, fhir_server, patient_id, reason) -> None:
         raise PermanentFailure("invalid_tenant")
     if not isinstance(patient_id, str) or not FHIR_ID.match(patient_id):
         raise PermanentFailure("invalid_patient_id")
-    parts = urlsplit(fhir_server) if isinstance(fhir_server, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+    if base_url_problem(fhir_server):
         raise PermanentFailure("invalid_fhir_server")
     if not isinstance(reason, str):
         raise PermanentFailure("invalid_reason")

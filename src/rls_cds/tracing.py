@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from rls_cds.security.logs import route_of
+
 INSTALL_HINT = "RLS_OTEL_ENABLED=true needs the tracing extra: pip install 'rls-cds[tracing]'"
 
 
@@ -71,7 +73,7 @@ class TracingMiddleware:
                 raise
             finally:
                 # The router puts the matched route in the (shared) scope: name by its template.
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                route = route_of(scope)
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
             code = status.get("code", 500)

@@ -81,11 +81,20 @@ def test_no_phi_or_token_in_logs(secure, service_ids, jwt_keys, fhir_server, fhi
     }
     secure.post(f"/cds-services/{pv['id']}/feedback", feedback, headers={"Authorization": f"Bearer {mint()}"})
 
+    # A patient id in the URL path (refused: no token) and free text in X-Request-Id: the log names
+    # the route template and a generated request id instead.
+    assert secure.get(f"/operator/assessments/{PID}").status_code == 401
+    headers = {"Authorization": f"Bearer {mint()}", "X-Request-Id": f"{FAMILY} {MRN}"}
+    pv_body = data.hook_request("patient-view", PID, prefetch=data.full_prefetch(_record(), pv))
+    assert secure.post(f"/cds-services/{pv['id']}", pv_body, headers=headers).status_code == 200
+
     time.sleep(0.3)  # let the server flush its log
     text = secure.log_text()
     hooks_logged = [r for r in log_records(secure) if r.get("msg") == "hook answered"]
     assert len(hooks_logged) >= 6  # the log is real and structured
     assert {"request_id", "service_id", "hook", "status", "latency_ms", "card_count"} <= set(hooks_logged[-1])
+    rejected = [r for r in log_records(secure) if r.get("msg") == "token rejected"]
+    assert {"route": "/operator/assessments/{patient_id}"}.items() <= rejected[-1].items()
     for secret in [PID, FAMILY, GIVEN, MRN, NOTE, fhir_token, *tokens]:
         assert secret not in text, f"log contains {secret[:12]}..."
     for part in (t.split(".")[2][:20] for t in tokens):  # not even a signature fragment

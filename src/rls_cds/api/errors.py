@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rls_cds.security.logs import route_of
+
 log = logging.getLogger("rls_cds.api")
 
 _STRING = re.compile(rb'"[^"]*"')
@@ -117,6 +119,6 @@ def install_error_handlers(app: FastAPI) -> None:
         # Last resort: log the type only (messages may hold data), answer without a stack trace.
         log.error(
             "unhandled error",
-            extra={"path": request.url.path, "error_type": type(exc).__name__},
+            extra={"route": route_of(request.scope), "error_type": type(exc).__name__},
         )
         return error_response(500, "internal_error", "the service could not process this request")

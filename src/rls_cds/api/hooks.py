@@ -27,6 +27,7 @@ from rls_cds.api.prefetch import CORE_KINDS, deadline_from, gather
 from rls_cds.api.runtime import Runtime
 from rls_cds.api.suppression import patient_key
 from rls_cds.fhir.base_url import base_url_problem
+from rls_cds.security.logs import safe_request_id
 
 log = logging.getLogger("rls_cds.api")
 router = APIRouter()
@@ -246,7 +247,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     service = rt.catalogue.get(service_id)
     if service is None:
         raise ApiError(404, "unknown_service", "no CDS service with this id; see GET /cds-services")
-    request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+    request_id = safe_request_id(request.headers.get("x-request-id")) or str(uuid.uuid4())
     status = 200
     n_cards = 0
     missing: list[str] = []

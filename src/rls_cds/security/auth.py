@@ -38,6 +38,7 @@ from rls_cds.security.issuers import (
     check_startup,
 )
 from rls_cds.security.jwks import JwksCache
+from rls_cds.security.logs import route_of
 from rls_cds.security.ratelimit import RateLimiter
 from rls_cds.security.replay import ReplayCache
 
@@ -271,7 +272,8 @@ def build_authenticator(settings: Any, store: Any = None):
         header = request.headers.get("authorization")
         if dev and (not header or not trusted):
             log.warning(
-                "DEVELOPMENT MODE: request accepted without authentication", extra={"path": request.url.path}
+                "DEVELOPMENT MODE: request accepted without authentication",
+                extra={"route": route_of(request.scope)},
             )
             return DEV_CALLER
         try:
@@ -280,7 +282,8 @@ def build_authenticator(settings: Any, store: Any = None):
             caller, wait = await run_in_threadpool(verify_and_count, token, request.url.path)
         except AuthError as exc:
             log.warning(
-                "token rejected", extra={"reason": exc.reason, "issuer": exc.issuer, "path": request.url.path}
+                "token rejected",
+                extra={"reason": exc.reason, "issuer": exc.issuer, "route": route_of(request.scope)},
             )
             raise
         if wait is not None:

@@ -36,7 +36,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 _SENSITIVE_NAME = re.compile(
     r"token|authori[sz]ation|secret|password|passwd|assertion|jwt|cookie|credential|private|"
     r"patient|name$|^name|given|family|identifier|mrn|ssn|birth|dob|address|phone|email|telecom|"
-    r"resource|body|prefetch|context|payload|content",
+    r"resource|body|prefetch|context|payload|content|^path$",
     re.IGNORECASE,
 )
 # Field names that contain a sensitive word but hold only safe metadata.
@@ -52,6 +52,21 @@ _SECRET_VALUE = [
     ),
     (re.compile(r"-----BEGIN [A-Z ]+-----[\s\S]*?-----END [A-Z ]+-----"), "[redacted-pem]"),
 ]
+
+
+def route_of(scope: Any) -> str:
+    """The matched route's template (``/operator/assessments/{patient_id}``) for logs: the raw path
+    can carry a patient id or a run id; the template names the endpoint and nothing else."""
+    return getattr(scope.get("route"), "path", None) or "unmatched"
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def safe_request_id(header: str | None) -> str | None:
+    """A caller's X-Request-Id if it looks like an id (<= 128 id characters), else None: the header
+    is logged, so free text (a name, a 60 KB string) must not reach the log."""
+    return header if header and _REQUEST_ID.fullmatch(header) else None
 
 
 def scrub(text: str) -> str:

@@ -147,6 +147,49 @@ def test_partially_missing_prefetch_fetches_the_rest(cds_server, services, fhir_
     assert "drug_induced" in found
 
 
+OUTCOME = {
+    "resourceType": "OperationOutcome",
+    "issue": [{"severity": "error", "code": "timeout", "diagnostics": "query timed out"}],
+}
+
+
+@pytest.mark.parametrize(
+    "failed",
+    [
+        OUTCOME,  # CDS Hooks 2.0: an EHR whose prefetch query failed may send an OperationOutcome
+        {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": OUTCOME}]},
+        "garbage",
+        0,
+    ],
+)
+def test_failed_prefetch_is_reported_not_read_as_no_results(cds_server, services, failed):
+    svc = services["patient-view"]
+    pid = _pid("oo")
+    record = data.patient_record(pid, ferritin_value=None, active_sertraline=True)
+    prefetch = data.full_prefetch(record, svc)
+    for key, template in svc["prefetch"].items():
+        if template.startswith("Observation"):
+            prefetch[key] = failed
+    cards = _call(cds_server, svc, data.hook_request("patient-view", pid, prefetch))
+    assert "iron_studies_missing" not in causes(cards)  # never "no ferritin" from labs nobody saw
+    drug = next(c for c in cards if c["source"]["topic"]["code"] == "drug_induced")
+    assert "Observation" in drug["detail"] and "not available" in drug["detail"]
+
+
+def test_failed_prefetch_key_is_fetched_from_the_fhir_server(
+    cds_server, services, fhir_server, fhir_patients
+):
+    svc = services["patient-view"]
+    pid = fhir_patients["low_iron_ssri"]
+    record = [data.patient(pid), data.rls_condition(pid)]
+    prefetch = data.full_prefetch(record, svc)
+    for key, template in svc["prefetch"].items():
+        if template.startswith("Observation"):
+            prefetch[key] = OUTCOME
+    body = data.hook_request("patient-view", pid, prefetch, fhir_server.base_url, fhir_server.token)
+    assert "iron_deficiency" in causes(_call(cds_server, svc, body))  # ferritin 30 fetched instead
+
+
 # --- FHIR server faults: answer in time with what is known, never claim absent labs ---------------
 
 

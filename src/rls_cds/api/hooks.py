@@ -23,7 +23,7 @@ from rls_cds.api.catalogue import Service
 from rls_cds.api.decode import HookBody, decode_hook_request
 from rls_cds.api.errors import ApiError, check_json_content_type, read_body
 from rls_cds.api.models import CardsResponse, HookRequest, error_responses, request_body
-from rls_cds.api.prefetch import CORE_KINDS, deadline_from, gather
+from rls_cds.api.prefetch import CORE_KINDS, deadline_from, gather, prefetch_failure
 from rls_cds.api.runtime import Runtime
 from rls_cds.api.suppression import patient_key
 from rls_cds.fhir.base_url import base_url_problem
@@ -155,7 +155,7 @@ def _stored_cards(rt: Runtime, service: Service, obj: dict, context: dict, tenan
         service.hook != "patient-view"
         or rt.store is None
         or rt.settings.assessment_freshness_seconds <= 0
-        or all(prefetch.get(key) is not None for key in service.prefetch)
+        or all(prefetch_failure(prefetch.get(key)) is None for key in service.prefetch)
     ):
         return None
     try:

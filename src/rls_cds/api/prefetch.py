@@ -36,14 +36,17 @@ def gather(
     per_request_timeout: float,
     metrics: Metrics,
 ) -> Gathered:
-    out = Gathered(sources=[v for v in prefetch.values() if v is not None])
+    out = Gathered(sources=[v for v in prefetch.values() if prefetch_failure(v) is None])
     queries: dict[str, str] = {}
     for key, template in service.prefetch.items():
-        if prefetch.get(key) is not None:
+        failure = prefetch_failure(prefetch.get(key))
+        if failure is None:
             continue
         kind = resource_kind(template)
         query = render_query(template, context)
-        if query is None:
+        if failure != "absent" and not fhir_server:
+            out.missing.setdefault(kind, failure)
+        elif query is None:
             out.missing.setdefault(kind, "no patient in context")
         elif not fhir_server:
             out.missing.setdefault(kind, "not prefetched and no fhirServer")
@@ -61,6 +64,32 @@ def gather(
             metrics.fhir_fetch_errors.labels(reason).inc()
             out.missing.setdefault(resource_kind(service.prefetch[key]), _describe(reason))
     return out
+
+
+def prefetch_failure(value: Any) -> str | None:
+    """None when a prefetch value can be read as data; else why not ('absent' when null or left out).
+
+    CDS Hooks 2.0 lets an EHR whose prefetch query failed send an OperationOutcome in its place (or a
+    searchset Bundle carrying an error outcome). Reading that as "no results" would make cards claim
+    "no ferritin in 12 months" from labs nobody saw, so such a key is fetched again or reported."""
+    if value is None:
+        return "absent"
+    if not isinstance(value, dict | list):
+        return "the EHR's prefetch value was not a FHIR resource or Bundle"
+    if isinstance(value, dict):
+        if value.get("resourceType") == "OperationOutcome":
+            return "the EHR could not prefetch it (OperationOutcome)"
+        entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+        for entry in entries if isinstance(entries, list) else ():
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+                issues = resource.get("issue")
+                if any(
+                    isinstance(i, dict) and i.get("severity") in ("error", "fatal")
+                    for i in (issues if isinstance(issues, list) else ())
+                ):
+                    return "the EHR's prefetch search failed (OperationOutcome in the Bundle)"
+    return None
 
 
 def _describe(reason: str) -> str:

@@ -170,6 +170,46 @@ def test_unknown_ferritin_unit_is_reported_not_guessed(run):
     assert any("not recognised" in w for w in a.warnings)
 
 
+def test_ferritin_in_ng_per_dl_is_converted(run):
+    f = finding(run(rls_patient(F.ferritin(4000, unit="ng/dL"), F.tsat(30))), "iron_deficiency")
+    assert f.actionable and f.data["ferritin"] == 40 and "40 ng/mL" in f.summary
+
+
+def test_newer_unreadable_ferritin_turns_the_older_low_value_into_information(run):
+    old_low = F.ferritin(40, days=200, rid="fer-old")
+    new_unread = F.ferritin(300, unit="pmol/L", days=10, rid="fer-new")  # not in the unit table
+    f = finding(run(rls_patient(old_low, new_unread)), "iron_deficiency")
+    assert not f.actionable, "judged on an older value while the newest cannot be read"
+    assert "newer ferritin" in f.reasoning and "unit not recognised" in f.reasoning
+    assert [e.resource for e in f.evidence] == ["Observation/fer-old", "Observation/fer-new"]
+
+
+def test_normal_tsat_with_unreadable_ferritin_says_iron_is_not_assessed(run):
+    f = finding(run(rls_patient(F.tsat(30), F.ferritin(300, unit="pmol/L", rid="fer-x"))), "iron_deficiency")
+    assert not f.actionable and "unit not recognised" in f.summary
+    assert f.evidence[0].resource == "Observation/fer-x"
+
+
+def test_ferritin_value_sent_as_text_is_never_read_as_no_ferritin(run):
+    bad = F.ferritin(38, rid="fer-text")
+    bad["valueQuantity"]["value"] = "38"  # invalid FHIR: a decimal sent as a string
+    a = run(rls_patient(bad))
+    f = finding(a, "iron_studies_missing")
+    assert "could not read" in f.reasoning and "Neither result exists" not in f.reasoning
+    assert not f.actionable and f.evidence[0].resource == "Observation/fer-text"
+    assert "value is not a number" in f.summary
+
+
+def test_ferritin_failing_fhir_validation_is_never_read_as_no_ferritin(run):
+    bad = F.ferritin(38, rid="fer-invalid")
+    bad["status"] = "final"
+    bad["subject"] = "Patient/p1"  # a Reference sent as a string: fails FHIR validation
+    a = run(rls_patient(bad))
+    f = finding(a, "iron_studies_missing")
+    assert "not valid FHIR R4" in f.summary and "Neither result exists" not in f.reasoning
+    assert any("fer-invalid" in w and "validation" in w for w in a.warnings)
+
+
 # --- iron_studies_missing -----------------------------------------------------------------------
 
 

@@ -108,6 +108,10 @@ class LabFact:
     interpretation: frozenset[str]
     coded: tuple[tuple[str, str], ...] = ()  # valueCodeableConcept codings (system, code)
     text: str | None = None
+    # Why a result that exists could not be read: "unit" (not convertible), "value" (not a number),
+    # "invalid" (the resource failed FHIR validation). Such results sit in Facts.unread_labs: never a
+    # value to compare, but no rule may call the analyte missing either.
+    unreadable: str | None = None
 
 
 @dataclass(slots=True, eq=False)  # identity: facts are compared as objects, never by value
@@ -340,14 +344,14 @@ def _lab_coding(concept: Any, t: Any, lab_codes: frozenset[str] | None) -> tuple
     return None, None
 
 
-def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) -> None:
+def _lab_head(res: dict, t: Any, scope: ReadScope) -> tuple[Any, dict, str, datetime | None] | None:
+    """(lab definition, its coding, status, date) of a lab any rule reads, or None."""
     lab_def, coding = _lab_coding(res.get("code"), t, scope.lab_codes)
     if lab_def is None or lab_def.analyte not in scope.analytes:
-        return  # not a lab any rule reads (hemoglobin, MCV, creatinine are context only)
+        return None  # not a lab any rule reads (hemoglobin, MCV, creatinine are context only)
     status = res.get("status")
     if status not in FINAL_OBSERVATION and status not in PENDING_OBSERVATION:
-        return  # cancelled, entered-in-error, unknown: never evidence
-    analyte = lab_def.analyte
+        return None  # cancelled, entered-in-error, unknown: never evidence
     date = (
         parse_date(res.get("effectiveDateTime"))
         or parse_date(
@@ -359,22 +363,15 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) ->
         or parse_date(res.get("issued"))
     )
     too_old = scope.horizon is not None and date is not None and date < scope.horizon
-    if too_old and analyte not in scope.keep_old:
-        return  # older than every look-back window: no rule can use it
-    interp = (
-        frozenset(
-            c.get("code")
-            for i in (res.get("interpretation") or [])
-            if isinstance(i, dict)
-            for c in _codings(i)
-            if isinstance(c.get("code"), str)
-        )
-        if isinstance(res.get("interpretation"), list)
-        else frozenset()
-    )
-    fact = LabFact(
+    if too_old and lab_def.analyte not in scope.keep_old:
+        return None  # older than every look-back window: no rule can use it
+    return lab_def, coding, status, date
+
+
+def _blank_lab(ref: str, lab_def: Any, coding: dict, date: datetime | None, interp=frozenset()) -> LabFact:
+    return LabFact(
         ref=ref,
-        analyte=analyte,
+        analyte=lab_def.analyte,
         system=coding["system"],
         code=coding["code"],
         display=_text(coding.get("display")),
@@ -386,8 +383,37 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) ->
         date=date,
         interpretation=interp,
     )
+
+
+def _rejected_observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) -> None:
+    """A final lab that failed FHIR validation: its value is never used, but the result exists, so it
+    is an unread lab (no rule may say "no ferritin in 12 months" because of it)."""
+    head = _lab_head(res, t, scope) if isinstance(res, dict) else None
+    if head is not None and head[2] in FINAL_OBSERVATION:
+        fact = _blank_lab(ref, head[0], head[1], head[3])
+        fact.unreadable = "invalid"
+        facts.unread_labs.append(fact)
+
+
+def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) -> None:
+    head = _lab_head(res, t, scope)
+    if head is None:
+        return
+    lab_def, coding, status, date = head
+    interp = (
+        frozenset(
+            c.get("code")
+            for i in (res.get("interpretation") or [])
+            if isinstance(i, dict)
+            for c in _codings(i)
+            if isinstance(c.get("code"), str)
+        )
+        if isinstance(res.get("interpretation"), list)
+        else frozenset()
+    )
+    fact = _blank_lab(ref, lab_def, coding, date, interp)
     if not _read_value(res, fact, t, facts.warnings):
-        if status in FINAL_OBSERVATION and fact.raw_value is not None:
+        if status in FINAL_OBSERVATION and fact.unreadable is not None:
             facts.sources[ref] = res
             facts.unread_labs.append(fact)
         return
@@ -401,6 +427,8 @@ def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str]) -> bool:
         raw = qty.get("value")
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             warnings.append(f"{fact.ref}: {fact.analyte} value is not a number; not used")
+            fact.unreadable = "value"
+            fact.raw_value = raw[:20] if isinstance(raw, str) else None
             return False
         comparator = qty.get("comparator")
         unit_code, unit_text = qty.get("code"), qty.get("unit")
@@ -443,6 +471,7 @@ def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings) -> bool:
             fact.value = value
             return True
     warnings.append(f"{fact.ref}: unit '{units[0][:20]}' not recognised for {fact.analyte}; value not used")
+    fact.unreadable = "unit"
     return False
 
 
@@ -681,10 +710,12 @@ def extract(
     n_drafts = sum(1 for d in drafts if isinstance(d, dict))
     for n, (ref, res) in enumerate(resource_refs(resources, drafts)):
         draft = n < n_drafts
-        if ref in skip:
-            continue
         rtype = res.get("resourceType")
         try:
+            if ref in skip:
+                if rtype == "Observation":
+                    _rejected_observation(res, ref, t, facts, scope)
+                continue
             if rtype == "Condition":
                 _condition(res, ref, t, facts)
             elif rtype == "Observation":

@@ -106,6 +106,43 @@ NORMAL_FERRITIN_NOTE = "Lab-normal ferritin values can still meet this RLS thres
 
 def iron_deficiency(ctx: Context) -> list[Finding]:
     s = iron_status(ctx)
+    found = _judge_iron(ctx, s)
+    newer = _unread_newer(s)
+    if not newer:
+        return found
+    if found:  # judged on an older value while a newer result could not be read: say so, inform only
+        return [_with_unread_caveat(f, newer) for f in found]
+    if s.ferritin is not None or s.tsat is not None or s.computed is not None:
+        # e.g. a normal TSAT and an unreadable ferritin: nothing judged, but iron is not assessed either
+        return [_unread_result_finding(ctx, newer[0], cause="iron_deficiency")]
+    return found  # no readable value at all: iron_studies_missing names the unread result
+
+
+def _unread_newer(s: IronStatus) -> list[LabFact]:
+    """Unread ferritin/TSAT results newer than the readable value of the same analyte (or with none)."""
+    used = {"ferritin": s.ferritin, "tsat": s.tsat or (s.computed[1] if s.computed else None)}
+    out = []
+    for lab in s.unread:
+        current = used.get(lab.analyte)
+        if current is None or (lab.date is not None and current.date is not None and lab.date > current.date):
+            out.append(lab)
+    return out
+
+
+def _with_unread_caveat(f: Finding, newer: list[LabFact]) -> Finding:
+    lab = newer[0]
+    name = "ferritin" if lab.analyte == "ferritin" else "TSAT"
+    f.reasoning += (
+        f" A newer {name} result ({day(lab.date)}) could not be read "
+        f"({_UNREADABLE.get(lab.unreadable or 'unit')}): check it before acting on this older value."
+    )
+    f.evidence = f.evidence + [_unread_evidence(x) for x in newer]
+    f.actionable = False
+    f.data = {**f.data, "unread_newer": [x.ref for x in newer]}
+    return f
+
+
+def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
     cid = "iron_deficiency"
     ferritin_max = ctx.threshold(cid, "ferritin_max")
     iv_max = ctx.threshold(cid, "ferritin_iv_only_max")
@@ -326,26 +363,41 @@ def iron_studies_missing(ctx: Context) -> list[Finding]:
     ]
 
 
+_UNREADABLE = {
+    "unit": "unit not recognised",
+    "value": "value is not a number",
+    "invalid": "not valid FHIR R4",
+}
+
+
 def _unread_evidence(lab: LabFact) -> Evidence:
     e = lab_evidence(lab)
     e.value, e.unit = lab.raw_value, lab.raw_unit  # as sent: there is no converted value
-    e.note = "unit not recognised: not compared with the RLS thresholds"
+    e.note = f"{_UNREADABLE.get(lab.unreadable or 'unit')}: not compared with the RLS thresholds"
     return e
 
 
-def _unread_result_finding(ctx: Context, lab: LabFact) -> Finding:
+def _as_sent(lab: LabFact) -> str:
+    """'3 mg/dL ' for a result whose unit was not recognised; '' when there is no value to show."""
+    if isinstance(lab.raw_value, int | float):
+        return f"{num(lab.raw_value)} {lab.raw_unit or ''} ".replace("  ", " ")
+    return f"'{lab.raw_value}' " if isinstance(lab.raw_value, str) else ""
+
+
+def _unread_result_finding(ctx: Context, lab: LabFact, cause: str = "iron_studies_missing") -> Finding:
     name = "Ferritin" if lab.analyte == "ferritin" else "TSAT"
     finding = make(
         ctx,
-        "iron_studies_missing",
-        summary=f"{name} {num(lab.raw_value)} {lab.raw_unit or ''} ({day(lab.date)}): unit not recognised; "
+        cause,
+        summary=f"{name} {_as_sent(lab)}({day(lab.date)}): {_UNREADABLE.get(lab.unreadable or 'unit')}; "
         "judge iron stores by hand",
         reasoning=(
             f"A {'ferritin' if lab.analyte == 'ferritin' else 'TSAT'} result exists in the last 12 months, "
-            "but its unit is not one the service converts, so it was not compared with the AASM 2024 "
-            "thresholds (ferritin <= 75 ng/mL or TSAT < 20 %, iron only while TSAT < 45 %)."
+            f"but the service could not read it ({_UNREADABLE.get(lab.unreadable or 'unit')}), so it was "
+            "not compared with the AASM 2024 thresholds (ferritin <= 75 ng/mL or TSAT < 20 %, iron only "
+            "while TSAT < 45 %)."
         ),
-        action="Read the result with its unit; give iron if it meets the AASM 2024 thresholds.",
+        action="Read the result in the EHR; give iron if it meets the AASM 2024 thresholds.",
         evidence=[_unread_evidence(lab)],
         actionable=False,
         strength="informational",

@@ -158,6 +158,14 @@ def test_too_many_prefetch_resources_is_413(small_limits_server):
     _assert_error(resp, 413, "too_many_resources")
 
 
+def test_too_many_draft_orders_is_413(small_limits_server):
+    services = {s["hook"]: s for s in small_limits_server.get("/cds-services").json()["services"]}
+    drafts = [data.sertraline_order("many", status="draft", oid=f"d{i}") for i in range(6)]
+    body = data.hook_request("order-sign", "many", {}, drafts=drafts)
+    resp = small_limits_server.post(f"/cds-services/{services['order-sign']['id']}", body)
+    _assert_error(resp, 413, "too_many_resources")
+
+
 def test_configured_depth_limit(small_limits_server):
     services = {s["hook"]: s for s in small_limits_server.get("/cds-services").json()["services"]}
     body = data.hook_request("patient-view", "p1", {})

@@ -190,6 +190,18 @@ def test_failed_prefetch_key_is_fetched_from_the_fhir_server(
     assert "iron_deficiency" in causes(_call(cds_server, svc, body))  # ferritin 30 fetched instead
 
 
+def test_resources_of_another_patient_are_never_evidence(cds_server, services):
+    svc = services["patient-view"]
+    pid = _pid("mix")
+    record = data.patient_record(pid, ferritin_value=None)
+    other = data.patient_record("someone-else", ferritin_value=20)
+    prefetch = data.full_prefetch(record + [r for r in other if r["resourceType"] == "Observation"], svc)
+    cards = _call(cds_server, svc, data.hook_request("patient-view", pid, prefetch))
+    assert "iron_deficiency" not in causes(cards)
+    assert "iron_studies_missing" in causes(cards)  # this patient has no ferritin of their own
+    assert "someone-else" not in str(cards)
+
+
 # --- FHIR server faults: answer in time with what is known, never claim absent labs ---------------
 
 

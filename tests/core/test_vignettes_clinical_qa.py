@@ -234,3 +234,15 @@ def test_long_combination_product_name_does_not_crowd_the_claim_out_of_the_summa
     assert (
         f.evidence[0].resource == "MedicationRequest/cold-syrup" and "Oral Solution" in f.evidence[0].display
     )
+
+
+def test_another_patients_resources_are_not_read_when_the_patient_is_known(run):
+    from rls_cds.core.engine import evaluate
+
+    record = [F.patient(), F.rls(), F.tsat(30), F.ferritin(20, pid="someone-else", rid="fer-other")]
+    mixed = evaluate(record, now=F.NOW, terminology=run.t, patient=F.PID)
+    assert "iron_deficiency" not in {f.cause for f in mixed.findings}
+    assert any("fer-other" in w and "another patient" in w for w in mixed.warnings)
+    # Without the patient (a caller that grouped the record itself) the resource is read as before.
+    alone = evaluate(record, now=F.NOW, terminology=run.t)
+    assert finding(alone, "iron_deficiency").evidence[0].resource == "Observation/fer-other"

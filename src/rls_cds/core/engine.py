@@ -144,6 +144,12 @@ def read_scope(terminology: Any, now: datetime) -> ReadScope:
     return _read_scope(terminology, now)
 
 
+def _patient_ref_of(patient: str | None) -> str | None:
+    if not isinstance(patient, str) or not patient:
+        return None
+    return patient if patient.startswith("Patient/") else f"Patient/{patient}"
+
+
 def _evidence_refs(findings: list[Finding], rls: list[Any]) -> set[str]:
     refs = {e.resource for f in findings for e in f.evidence}
     refs.update(c.ref for c in rls)
@@ -162,6 +168,7 @@ def evaluate(
     draft_warnings: Iterable[str] = (),
     fingerprint: bool = True,
     as_sent: Callable[[dict], dict | None] | None = None,
+    patient: str | None = None,
 ) -> Assessment:
     """Evaluate every cause rule for one patient's resources (see module doc).
 
@@ -171,7 +178,9 @@ def evaluate(
     ``type``...): recorded, and shown on the cards about those drafts. ``fingerprint=False`` leaves
     ``Assessment.fingerprint`` empty, for callers that store nothing (a panel run without a store:
     hashing the facts is ~8 % of a batch evaluation). ``as_sent``: for callers that decoded resources
-    thin (the hook API), the whole resource as sent, or None; evidence is validated whole."""
+    thin (the hook API), the whole resource as sent, or None; evidence is validated whole.
+    ``patient``: the id of the patient the call is about; resources of any other patient are ignored
+    (with a warning)."""
     if not isinstance(now, datetime):
         raise TypeError("now must be a datetime")
     if now.tzinfo is None:
@@ -208,7 +217,7 @@ def evaluate(
 
     scope = _read_scope(terminology, now)
     for _ in range(_MAX_PASSES):
-        facts = extract(record, drafts, terminology, frozenset(skip), scope)
+        facts = extract(record, drafts, terminology, frozenset(skip), scope, _patient_ref_of(patient))
         ctx = Context(facts=facts, now=now, t=terminology, missing=missing_kinds)
         findings = run_all(ctx)
         rls = facts.by_cause("rls")

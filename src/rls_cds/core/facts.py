@@ -697,10 +697,13 @@ def extract(
     t: Any,
     skip: frozenset[str] = frozenset(),
     scope: ReadScope | None = None,
+    patient: str | None = None,
 ) -> Facts:
     """Facts from the record (``resources``) and the draft orders being decided (``drafts``).
 
-    ``skip`` holds refs of resources that failed validation: they contribute nothing.
+    ``skip`` holds refs of resources that failed validation: they contribute nothing. ``patient``
+    ('Patient/<id>', the patient the call is about): a resource whose subject names another patient
+    is not read (an EHR that mixes records must not put one patient's ferritin on another's card).
     """
     facts = Facts()
     scope = scope or ReadScope()
@@ -711,6 +714,10 @@ def extract(
     for n, (ref, res) in enumerate(resource_refs(resources, drafts)):
         draft = n < n_drafts
         rtype = res.get("resourceType")
+        owner = _patient_ref(res) if patient is not None else None
+        if owner is not None and owner != patient:
+            facts.warnings.append(f"{ref}: belongs to another patient than the one in context; not used")
+            continue
         try:
             if ref in skip:
                 if rtype == "Observation":

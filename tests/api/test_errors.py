@@ -45,6 +45,18 @@ def test_malformed_json_is_400(cds_server, services):
     _assert_error(resp, 400, "invalid_json")
 
 
+def test_a_number_beyond_double_range_is_named_as_such(cds_server, services):
+    body = b'{"hook":"patient-view","hookInstance":"x","context":{"patientId":"p1","n":1e400}}'
+    resp = _post_raw(cds_server, f"/cds-services/{services['patient-view']['id']}", body)
+    assert "number too large" in _assert_error(resp, 400, "invalid_json")["detail"]
+
+
+def test_feedback_nested_past_the_parser_limit_is_json_too_deep(cds_server, services):
+    body = b'{"feedback":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    resp = _post_raw(cds_server, f"/cds-services/{services['patient-view']['id']}/feedback", body)
+    _assert_error(resp, 400, "json_too_deep")
+
+
 def test_wrong_content_type_is_415(cds_server, services):
     body = json.dumps(data.hook_request("patient-view", "p1", {})).encode()
     resp = _post_raw(cds_server, f"/cds-services/{services['patient-view']['id']}", body, "text/plain")
@@ -186,6 +198,11 @@ def test_configured_depth_limit(small_limits_server):
         {"feedback": [{"card": "x", "outcome": "accepted", "outcomeTimestamp": "yesterday"}]},
         {"feedback": [{"outcome": "accepted", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]},
         {"feedback": "accepted"},
+        {
+            "feedback": [
+                {"card": "x" * 1_000_000, "outcome": "accepted", "outcomeTimestamp": "2026-01-01T00:00:00Z"}
+            ]
+        },
     ],
 )
 def test_invalid_feedback_is_400(cds_server, services, payload):

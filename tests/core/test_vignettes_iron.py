@@ -197,7 +197,14 @@ def test_ferritin_value_sent_as_text_is_never_read_as_no_ferritin(run):
     f = finding(a, "iron_studies_missing")
     assert "could not read" in f.reasoning and "Neither result exists" not in f.reasoning
     assert not f.actionable and f.evidence[0].resource == "Observation/fer-text"
-    assert "value is not a number" in f.summary
+    assert "value is not a usable number" in f.summary
+
+
+def test_negative_ferritin_is_not_read_as_deficiency(run):
+    a = run(rls_patient(F.ferritin(-5, rid="fer-neg"), F.tsat(30)))
+    f = finding(a, "iron_deficiency")
+    assert not f.actionable and "value is not a usable number" in f.summary and "-5" in f.summary
+    assert any("fer-neg" in w and "negative" in w for w in a.warnings)
 
 
 def test_ferritin_failing_fhir_validation_is_never_read_as_no_ferritin(run):

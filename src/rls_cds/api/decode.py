@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from rls_cds.api.errors import ApiError, json_depth_exceeds
+from rls_cds.api.errors import ApiError, invalid_json, json_depth_exceeds
 from rls_cds.fhir import thin
 
 _ABSENT = msgspec.Raw(b"")
@@ -177,8 +177,8 @@ def _whole(raw: msgspec.Raw, allowed: int, max_depth: int) -> Any:
     view = memoryview(raw)
     try:
         value = orjson.loads(view)
-    except orjson.JSONDecodeError:  # e.g. invalid UTF-8 inside a string, which msgspec let through
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+    except orjson.JSONDecodeError as exc:  # e.g. invalid UTF-8 inside a string, which msgspec let through
+        raise invalid_json(exc, max_depth) from None
     if isinstance(value, dict | list) and json_depth_exceeds(bytes(view), allowed):
         raise _too_deep(max_depth)
     return value

@@ -83,13 +83,24 @@ def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
     return bool(brackets)
 
 
+def invalid_json(exc: orjson.JSONDecodeError, max_depth: int) -> ApiError:
+    """The 400 for a body orjson refused, saying why when the JSON is well formed but out of reach:
+    nested past orjson's own limit, or a number beyond what a double holds (1e400)."""
+    reason = str(exc)
+    if reason.startswith("depth limit exceeded"):
+        return ApiError(400, "json_too_deep", f"JSON nesting deeper than {max_depth} levels")
+    if "infinity when parsed" in reason:
+        return ApiError(400, "invalid_json", "the request body holds a number too large to represent")
+    return ApiError(400, "invalid_json", "the request body is not valid JSON")
+
+
 def parse_json_object(body: bytes, max_depth: int) -> dict:
     if not body:
         raise ApiError(400, "invalid_json", "the request body is empty")
     try:
         obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+    except orjson.JSONDecodeError as exc:
+        raise invalid_json(exc, max_depth) from None
     if json_depth_exceeds(body, max_depth):
         raise ApiError(400, "json_too_deep", f"JSON nesting deeper than {max_depth} levels")
     if not isinstance(obj, dict):

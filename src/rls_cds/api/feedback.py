@@ -22,7 +22,8 @@ def _validate_item(i: int, item: object) -> dict:
     where = f"feedback[{i}]"
     if not isinstance(item, dict):
         raise ApiError(400, "invalid_feedback", f"{where} must be an object")
-    if not isinstance(item.get("card"), str) or not item["card"]:
+    card = item.get("card")
+    if not isinstance(card, str) or not card or len(card) > 128:  # ours are UUIDs; it becomes a Redis key
         raise ApiError(400, "invalid_feedback", f"{where}.card must be the card's uuid")
     if item.get("outcome") not in _OUTCOMES:
         raise ApiError(400, "invalid_feedback", f"{where}.outcome must be 'accepted' or 'overridden'")

@@ -457,6 +457,10 @@ def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings) -> bool:
     if not math.isfinite(raw):
         warnings.append(f"{fact.ref}: {fact.analyte} value is not a finite number; not used")
         return False
+    if raw < 0:  # no analyte the rules read can be negative: a data-entry or interface error
+        warnings.append(f"{fact.ref}: {fact.analyte} value is negative; not used")
+        fact.raw_value, fact.unreadable = raw, "value"
+        return False
     fact.raw_value = int(raw) if raw == int(raw) else raw
     fact.raw_unit = (
         unit_text if isinstance(unit_text, str) else unit_code if isinstance(unit_code, str) else None

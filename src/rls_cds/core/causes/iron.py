@@ -365,7 +365,7 @@ def iron_studies_missing(ctx: Context) -> list[Finding]:
 
 _UNREADABLE = {
     "unit": "unit not recognised",
-    "value": "value is not a number",
+    "value": "value is not a usable number",
     "invalid": "not valid FHIR R4",
 }
 

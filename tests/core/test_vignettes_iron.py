@@ -170,6 +170,16 @@ def test_unknown_ferritin_unit_is_reported_not_guessed(run):
     assert any("not recognised" in w for w in a.warnings)
 
 
+def test_ferritin_below_the_limit_of_detection_keeps_its_comparator_in_the_evidence(run):
+    a = run(rls_patient(F.ferritin(10, comparator="<", rid="fer-lt")))
+    f = finding(a, "iron_deficiency")
+    assert "<10" in f.summary and f.evidence[0].value == "<10"
+    card = next(
+        c for c in run.cards(rls_patient(F.ferritin(10, comparator="<"))) if "iron" in c["summary"].lower()
+    )
+    assert "\\<10 ng/mL" in card["detail"]  # Markdown-escaped '<10', never a bare '10'
+
+
 def test_ferritin_in_ng_per_dl_is_converted(run):
     f = finding(run(rls_patient(F.ferritin(4000, unit="ng/dL"), F.tsat(30))), "iron_deficiency")
     assert f.actionable and f.data["ferritin"] == 40 and "40 ng/mL" in f.summary

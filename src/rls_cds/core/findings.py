@@ -115,12 +115,15 @@ def lab_evidence(lab: LabFact, note: str | None = None) -> Evidence:
     if lab.raw_unit and lab.raw_unit != lab.unit and lab.raw_value is not None:
         conv = f"reported as {lab.raw_value} {lab.raw_unit}"
     notes = "; ".join(x for x in (conv, note) if x) or None
+    value: Any = lab.value if lab.value is not None else lab.text
+    if lab.comparator and lab.value is not None:
+        value = f"{lab.comparator}{num(lab.value)}"  # '<10': the lab's limit, not a value of 10
     return Evidence(
         resource=lab.ref,
         system=lab.system,
         code=lab.code,
         display=lab.display or lab.analyte,
-        value=lab.value if lab.value is not None else lab.text,
+        value=value,
         unit=lab.unit if lab.value is not None else None,
         date=day(lab.date),
         note=notes,

@@ -110,6 +110,21 @@ def test_allergy_antihistamine_still_names_the_non_sedating_substitute(run):
     assert card["suggestions"][0]["actions"][0]["type"] == "delete"
 
 
+def test_provisional_rls_makes_the_drug_card_information_and_says_why(run):
+    record = [F.patient(), F.rls(verification="provisional", rid="rls-prov"), F.ferritin(150), F.tsat(30)]
+    f = finding(run([*record, F.med_request(*SERTRALINE_SCD)]), "drug_induced")
+    assert not f.actionable and "not confirmed" in f.reasoning
+    assert f.evidence[-1].resource == "Condition/rls-prov"
+
+
+def test_pregnant_patient_on_an_antidepressant_gets_an_obstetric_caveat(run):
+    z3a = F.condition(F.ICD10, "Z3A.32", "32 weeks gestation of pregnancy", onset_days=3)
+    f = finding(run(rls_patient(z3a, F.med_request(*SERTRALINE_SCD))), "drug_induced")
+    assert "pregnant" in f.reasoning and "obstetric" in f.reasoning
+    plain = finding(run(rls_patient(F.med_request(*SERTRALINE_SCD))), "drug_induced")
+    assert "obstetric" not in plain.reasoning
+
+
 def test_multi_ingredient_cold_syrup_is_flagged_for_its_antihistamine(run):
     syrup = F.med_request(
         "1043400",

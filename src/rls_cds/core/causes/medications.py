@@ -13,6 +13,7 @@ from rls_cds.core.findings import (
     Context,
     Finding,
     cap,
+    condition_evidence,
     day,
     make,
     med_evidence,
@@ -31,8 +32,23 @@ def _aggravators(m: MedFact) -> list[Any]:
     return [i for i in m.ingredients if i.role == "aggravator"]
 
 
+ANTIDEPRESSANT_CLASSES = frozenset({"ssri", "snri", "tca", "mirtazapine"})
+
+
+def _pregnant(ctx: Context) -> bool:
+    """A current pregnancy by the pregnancy rule's own reading (gestational age recomputed to today)."""
+    from rls_cds.core.causes.pregnancy import pregnancy
+
+    return any("gestational_weeks" in f.data for f in pregnancy(ctx))
+
+
 def drug_induced(ctx: Context) -> list[Finding]:
     cid = "drug_induced"
+    rls = ctx.facts.by_cause("rls")
+    # rls-clinical.md §1: a provisional/differential diagnosis is weaker evidence. When RLS itself is
+    # not confirmed, a drug card informs and names that diagnosis; it does not warn.
+    rls_unconfirmed = bool(rls) and all(c.tentative for c in rls)
+    pregnant: bool | None = None  # computed once, only if an antidepressant is flagged
     groups: dict[tuple, list[MedFact]] = {}
     # Ingredients the patient already takes (record orders): a draft of one of them continues therapy.
     current = {
@@ -101,6 +117,17 @@ def drug_induced(ctx: Context) -> list[Finding]:
                 f" The patient already has an active {drug} order: this order continues current therapy, "
                 "which should not be stopped abruptly; plan any change (taper, switch) with the prescriber."
             )
+        if rls_unconfirmed:
+            reasoning += (
+                " The RLS diagnosis is not confirmed (provisional/differential): weaker grounds for a change."
+            )
+        if ANTIDEPRESSANT_CLASSES & set(classes):
+            pregnant = _pregnant(ctx) if pregnant is None else pregnant
+            if pregnant:
+                reasoning += (
+                    " The patient is pregnant: weigh any change of antidepressant with the obstetric team "
+                    "(stopping or switching carries its own risks)."
+                )
         if certainty == "text":
             reasoning += (
                 " The drug was recognised by name in the order text only (no code matched): lower certainty."
@@ -124,8 +151,9 @@ def drug_induced(ctx: Context) -> list[Finding]:
                 fields=fields,
                 reasoning=reasoning,
                 action=action,
-                evidence=[med_evidence(m, names) for m in meds],
-                actionable=warn,
+                evidence=[med_evidence(m, names) for m in meds]
+                + ([condition_evidence(rls[0], "RLS diagnosis")] if rls_unconfirmed else []),
+                actionable=warn and not rls_unconfirmed,
                 strength=strength,
                 data={
                     "draft": kind == "draft",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import requests
+
 from tests.api import data
 
 TOKEN = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
@@ -36,6 +38,7 @@ def test_observation_prefetch_lists_the_terminology_lab_codes(services):
 
 def test_healthz_and_readyz(cds_server):
     assert cds_server.get("/healthz").json() == {"status": "ok"}
+    assert requests.head(f"{cds_server.url}/healthz", timeout=5).status_code == 200  # load balancers probe so
     ready = cds_server.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"terminology": True, "clinical_core": True, "store": True}

@@ -20,7 +20,9 @@ async def discovery(request: Request) -> dict:
     return {"services": [s.discovery() for s in rt.catalogue.values()]}
 
 
-@router.get("/healthz", summary="Liveness: the process answers", tags=["operations"])
+@router.api_route(
+    "/healthz", methods=["GET", "HEAD"], summary="Liveness: the process answers", tags=["operations"]
+)
 async def healthz() -> dict:
     return {"status": "ok"}
 

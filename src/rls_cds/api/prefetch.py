@@ -47,7 +47,7 @@ def gather(
         if failure != "absent" and not fhir_server:
             out.missing.setdefault(kind, failure)
         elif query is None:
-            out.missing.setdefault(kind, "no patient in context")
+            out.missing.setdefault(kind, "the patient id in context is not a FHIR id: not queried")
         elif not fhir_server:
             out.missing.setdefault(kind, "not prefetched and no fhirServer")
         else:
@@ -101,6 +101,12 @@ def _describe(reason: str) -> str:
         return "the FHIR server refused the access token"
     if reason.startswith("http_"):
         return f"the FHIR server answered {reason[5:]}"
+    if reason == "forbidden_destination":
+        return "the FHIR server's address is not an allowed destination"
+    if reason == "foreign_next_link":
+        return "the FHIR server's next-page link pointed to another server (not followed)"
+    if reason == "too_many_pages":
+        return "the FHIR server returned more pages than the service reads"
     return "the FHIR server's answer could not be read"
 
 

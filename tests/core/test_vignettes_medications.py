@@ -284,10 +284,16 @@ def test_invalid_draft_is_skipped_with_a_warning_and_siblings_still_judged(run):
     bad["authoredOn"] = "yesterday"
     good = F.draft("349332", "escitalopram 10 MG Oral Tablet", rid="good")
     a = run(rls_patient(), drafts=[bad, good])
-    f = finding(a, "drug_induced")
-    assert f.data["orders"] == ["MedicationRequest/good"]
+    judged = [f for f in a.findings if f.cause == "drug_induced" and not f.data.get("invalid")]
+    assert [f.data["orders"] for f in judged] == [["MedicationRequest/good"]]
     assert any("MedicationRequest/bad" in w and "validation" in w for w in a.warnings)
     assert not any("yesterday" in w for w in a.warnings)  # no resource values in warnings
+    # The invalid draft is not judged, but the clinician deciding it is told it could not be checked.
+    [unchecked] = [f for f in a.findings if f.data.get("invalid")]
+    assert unchecked.data["orders"] == ["MedicationRequest/bad"] and not unchecked.actionable
+    assert "could not be checked" in unchecked.summary and "sertraline" in unchecked.summary.lower()
+    cards = run.cards(rls_patient(), hook="order-sign", drafts=[bad])
+    assert [c["indicator"] for c in cards if "could not be checked" in c["summary"]] == ["info"]
 
 
 # --- drug_withdrawal ----------------------------------------------------------------------------

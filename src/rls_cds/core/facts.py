@@ -174,6 +174,9 @@ class Facts:
     # final labs with a quantity the tables cannot convert (unit not recognised): not evidence of a
     # value, but a result exists, so no rule may call the analyte missing
     unread_labs: list[LabFact] = field(default_factory=list)
+    # draft orders that failed FHIR validation: never judged as orders, but the clinician deciding
+    # them is told that their drug could not be checked (a silent skip would read as "nothing to flag")
+    rejected_drafts: list[MedFact] = field(default_factory=list)
     meds: list[MedFact] = field(default_factory=list)
     surgeries: list[ProcedureFact] = field(default_factory=list)
     patient: str | None = None
@@ -726,6 +729,10 @@ def extract(
             if ref in skip:
                 if rtype == "Observation":
                     _rejected_observation(res, ref, t, facts, scope)
+                elif rtype == "MedicationRequest" and draft:
+                    scratch = Facts()
+                    _medication_request(res, ref, True, medications, t, scratch)
+                    facts.rejected_drafts.extend(scratch.meds)
                 continue
             if rtype == "Condition":
                 _condition(res, ref, t, facts)

@@ -167,6 +167,39 @@ def drug_induced(ctx: Context) -> list[Finding]:
                 },
             )
         )
+    return out + rejected_drafts(ctx)
+
+
+def rejected_drafts(ctx: Context) -> list[Finding]:
+    """Draft orders of an aggravating drug that failed FHIR validation: information that the order
+    could not be checked (its drug is known from its code; nothing else of it is trusted)."""
+    out = []
+    for m in ctx.facts.rejected_drafts:
+        agg = _aggravators(m)
+        if not agg or m.route_excluded:
+            continue
+        drug = " + ".join(sorted({i.name for i in agg}))
+        out.append(
+            make(
+                ctx,
+                "drug_induced",
+                summary=f"{cap(drug)} order could not be checked (not valid FHIR R4); it may aggravate RLS",
+                reasoning=(
+                    f"The draft order {m.ref} failed FHIR R4 validation, so the service did not judge it. "
+                    f"Its drug, {drug}, is listed among drugs that may aggravate RLS."
+                ),
+                action=f"Review the need for {drug}; the order as sent could not be read in full.",
+                evidence=[med_evidence(m, [i.name for i in agg], "failed FHIR R4 validation: not judged")],
+                actionable=False,
+                strength="informational",
+                data={
+                    "draft": True,
+                    "orders": [m.ref],
+                    "ingredients": [i.name for i in agg],
+                    "invalid": True,
+                },
+            )
+        )
     return out
 
 

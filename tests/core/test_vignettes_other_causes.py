@@ -62,16 +62,24 @@ def test_low_b12_pg_ml_and_pmol_l(run):
     assert f.data["value"] == pytest.approx(149, abs=1)
 
 
-def test_normal_b12_and_exactly_200_are_silent(run):
+def test_normal_b12_is_silent_and_exactly_200_is_borderline_not_deficient(run):
     assert "b12_deficiency" not in causes(run(rls_patient(b12(420))))
-    assert "b12_deficiency" not in causes(run(rls_patient(b12(200))))
+    f = finding(run(rls_patient(b12(200))), "b12_deficiency")
+    assert f.data["value"] is None and "borderline" in f.summary
 
 
 def test_borderline_b12_with_high_mma_is_possible_deficiency(run):
     mma = F.observation("13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma", 520, "nmol/L")
     f = finding(run(rls_patient(b12(250), mma)), "b12_deficiency")
     assert "MMA" in f.summary
-    assert "b12_deficiency" not in causes(run(rls_patient(b12(250))))  # borderline alone
+
+
+def test_borderline_b12_without_mma_asks_for_mma_and_a_normal_mma_settles_it(run):
+    # rls-clinical.md §2.9: 200-300 pg/mL is borderline: check MMA.
+    f = finding(run(rls_patient(b12(150, "pmol/L"))), "b12_deficiency")  # ~203 pg/mL
+    assert "check methylmalonic acid" in f.summary and "methylmalonic" in f.action and not f.actionable
+    normal = F.observation("13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma", 250, "nmol/L")
+    assert "b12_deficiency" not in causes(run(rls_patient(b12(250), normal)))
 
 
 def test_pernicious_anemia_diagnosis(run):

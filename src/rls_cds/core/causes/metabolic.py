@@ -88,10 +88,14 @@ def _lab_low_rule(
         if not conds and low is None and extra is None:
             return []
         evidence = [condition_evidence(c) for c in conds]
-        summary, fields = None, cond_fields(conds) if conds else {}
+        summary, action, fields = None, None, cond_fields(conds) if conds else {}
         if low is not None:
             evidence.insert(0, lab_evidence(low))
             fields = lab_fields(label, low)
+        elif extra is not None and len(extra) == 1:  # borderline, no MMA: the reference's next step
+            evidence.append(lab_evidence(extra[0], "borderline (200-300 pg/mL); no MMA in 12 months"))
+            summary = f"{label} {lab_text(extra[0])} borderline: check methylmalonic acid (MMA)"
+            action = "Check methylmalonic acid: MMA > 400 nmol/L supports B12 deficiency (high in CKD)."
         elif extra is not None:
             evidence.extend(lab_evidence(x) for x in extra)
             summary = (
@@ -103,6 +107,7 @@ def _lab_low_rule(
                 ctx,
                 cid,
                 summary=summary,
+                action=action,
                 fields=fields,
                 reasoning=reasoning,
                 evidence=evidence,
@@ -125,7 +130,9 @@ def _b12_borderline(ctx: Context, b12: list[LabFact]) -> list[LabFact] | None:
         (x for x in ctx.facts.labs if x.analyte == "mma" and x.value is not None),
         ctx.lookback("b12_deficiency", "mma"),
     )
-    if mma and mma[0].value > ctx.threshold("b12_deficiency", "mma_high"):
+    if not mma:
+        return [b12[0]]  # borderline and no MMA: check it (rls-clinical.md §2.9)
+    if mma[0].value > ctx.threshold("b12_deficiency", "mma_high"):
         return [b12[0], mma[0]]
     return None
 

@@ -684,6 +684,15 @@ def _patient_ref(res: dict) -> str | None:
     return None
 
 
+def _belongs_elsewhere(res: dict, patient: str) -> bool:
+    """True when ``res`` names a patient other than ``patient`` ('Patient/<id>')."""
+    subject = res.get("subject")
+    if type(subject) is dict and subject.get("reference") == patient:
+        return False  # the common case, without parsing the reference
+    owner = _patient_ref(res)
+    return owner is not None and owner != patient
+
+
 def resource_refs(resources: list[dict], drafts: list[dict]):
     """(ref, resource) for every resource dict, drafts first. An id-less resource gets a positional
     ref ('Condition/#3', 'draft:MedicationRequest/#0') so one bad sibling never shadows another."""
@@ -721,8 +730,7 @@ def extract(
     for n, (ref, res) in enumerate(resource_refs(resources, drafts)):
         draft = n < n_drafts
         rtype = res.get("resourceType")
-        owner = _patient_ref(res) if patient is not None else None
-        if owner is not None and owner != patient:
+        if patient is not None and _belongs_elsewhere(res, patient):
             facts.warnings.append(f"{ref}: belongs to another patient than the one in context; not used")
             continue
         try:

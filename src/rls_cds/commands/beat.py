@@ -7,6 +7,7 @@ line on stderr). Celery keeps that root handler (``worker_hijack_root_logger=Fal
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import importlib
 import logging
@@ -51,6 +52,7 @@ def _import_eagerly(app) -> None:
     for name in ("dbm.gnu", "dbm.ndbm", "dbm.dumb"):  # shelve picks one by the file it finds
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    codecs.lookup("latin-1")  # dbm.dumb opens its files as Latin-1: the codec module loads lazily too
 
     app.amqp  # noqa: B018 - a cached property: instantiating it is the import
     app.backend  # noqa: B018 - the same (no connection is made until first use)

@@ -202,6 +202,15 @@ def test_resources_of_another_patient_are_never_evidence(cds_server, services):
     assert "someone-else" not in str(cards)
 
 
+def test_patient_id_sent_as_an_absolute_reference_still_reads_the_record(cds_server, services):
+    svc = services["patient-view"]
+    pid = _pid("abs")
+    record = data.patient_record(pid, ferritin_value=30)
+    body = data.hook_request("patient-view", pid, data.full_prefetch(record, svc))
+    body["context"]["patientId"] = f"https://ehr.example/fhir/Patient/{pid}"
+    assert "iron_deficiency" in causes(_call(cds_server, svc, body))
+
+
 # --- FHIR server faults: answer in time with what is known, never claim absent labs ---------------
 
 

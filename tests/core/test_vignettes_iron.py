@@ -180,9 +180,33 @@ def test_ferritin_below_the_limit_of_detection_keeps_its_comparator_in_the_evide
     assert "\\<10 ng/mL" in card["detail"]  # Markdown-escaped '<10', never a bare '10'
 
 
-def test_ferritin_in_ng_per_dl_is_converted(run):
-    f = finding(run(rls_patient(F.ferritin(4000, unit="ng/dL"), F.tsat(30))), "iron_deficiency")
-    assert f.actionable and f.data["ferritin"] == 40 and "40 ng/mL" in f.summary
+def test_coded_iron_deficiency_with_an_unreadable_ferritin_keeps_its_warning_and_says_why(run):
+    ida = F.condition(F.ICD10, "D50.9", "Iron deficiency anemia, unspecified")
+    f = finding(run(rls_patient(ida, F.ferritin(30, unit="mmol/L", rid="fer-u"))), "iron_deficiency")
+    assert f.actionable and "latest iron study: unit not recognised" in f.summary
+    assert [e.resource for e in f.evidence].count("Observation/fer-u") == 1
+    assert "older value" not in f.reasoning
+
+
+def test_an_older_unreadable_tsat_does_not_cast_doubt_on_a_newer_ferritin(run):
+    old_tsat = F.tsat(12, days=200)
+    old_tsat["valueQuantity"].update(unit="1", code="1")  # a fraction: not a unit the tables convert
+    f = finding(run(rls_patient(F.ferritin(30, days=20), old_tsat)), "iron_deficiency")
+    assert f.actionable and "could not be read" not in f.reasoning
+
+
+def test_an_undated_ferritin_is_never_no_iron_studies(run):
+    undated = F.ferritin(30, rid="fer-nodate")
+    del undated["effectiveDateTime"], undated["issued"]
+    f = finding(run(rls_patient(undated)), "iron_studies_missing")
+    assert "no date" in f.summary and "date unknown" in f.summary and not f.actionable
+    assert f.data.get("unread_result") == "Observation/fer-nodate"
+
+
+def test_ferritin_labelled_ng_per_dl_is_not_guessed(run):
+    # Not in the reference's unit table, and as often a mislabelled ng/mL as a real ng/dL: read by hand.
+    f = finding(run(rls_patient(F.ferritin(150, unit="ng/dL"), F.tsat(30))), "iron_deficiency")
+    assert not f.actionable and "unit not recognised" in f.summary and f.data.get("ferritin") is None
 
 
 def test_newer_unreadable_ferritin_turns_the_older_low_value_into_information(run):
@@ -190,7 +214,7 @@ def test_newer_unreadable_ferritin_turns_the_older_low_value_into_information(ru
     new_unread = F.ferritin(300, unit="pmol/L", days=10, rid="fer-new")  # not in the unit table
     f = finding(run(rls_patient(old_low, new_unread)), "iron_deficiency")
     assert not f.actionable, "judged on an older value while the newest cannot be read"
-    assert "newer ferritin" in f.reasoning and "unit not recognised" in f.reasoning
+    assert "ferritin result of" in f.reasoning and "unit not recognised" in f.reasoning
     assert [e.resource for e in f.evidence] == ["Observation/fer-old", "Observation/fer-new"]
 
 

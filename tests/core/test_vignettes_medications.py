@@ -117,6 +117,28 @@ def test_provisional_rls_makes_the_drug_card_information_and_says_why(run):
     assert f.evidence[-1].resource == "Condition/rls-prov"
 
 
+def test_provisional_rls_draft_card_offers_no_one_click_removal(run):
+    record = [F.patient(), F.rls(verification="provisional"), F.ferritin(150), F.tsat(30)]
+    cards = run.cards(record, hook="order-sign", drafts=[F.draft(*SERTRALINE_SCD, rid="d1")])
+    card = _drug_card(cards)
+    assert card["indicator"] == "info" and "suggestions" not in card
+
+
+def test_pregnant_patient_drafting_an_antidepressant_gets_no_swap_and_no_removal(run):
+    z3a = F.condition(F.ICD10, "Z3A.30", "30 weeks gestation of pregnancy", onset_days=3)
+    cards = run.cards(rls_patient(z3a), hook="order-sign", drafts=[F.draft(*SERTRALINE_SCD, rid="d1")])
+    card = _drug_card(cards)
+    assert "consider" not in card["summary"] and "suggestions" not in card
+    assert "obstetric team" in card["detail"]
+
+
+def test_a_draft_changing_an_active_order_with_the_same_id_offers_no_removal(run):
+    active = F.med_request(*SERTRALINE_SCD, rid="ord-1")
+    change = F.draft(*SERTRALINE_SCD, rid="ord-1")  # the EHR's draft of the same order, being changed
+    card = _drug_card(run.cards(rls_patient(active), hook="order-sign", drafts=[change]))
+    assert "suggestions" not in card and "continues current therapy" in card["detail"]
+
+
 def test_pregnant_patient_on_an_antidepressant_gets_an_obstetric_caveat(run):
     z3a = F.condition(F.ICD10, "Z3A.32", "32 weeks gestation of pregnancy", onset_days=3)
     f = finding(run(rls_patient(z3a, F.med_request(*SERTRALINE_SCD))), "drug_induced")
@@ -293,7 +315,9 @@ def test_invalid_draft_is_skipped_with_a_warning_and_siblings_still_judged(run):
     assert unchecked.data["orders"] == ["MedicationRequest/bad"] and not unchecked.actionable
     assert "could not be checked" in unchecked.summary and "sertraline" in unchecked.summary.lower()
     cards = run.cards(rls_patient(), hook="order-sign", drafts=[bad])
-    assert [c["indicator"] for c in cards if "could not be checked" in c["summary"]] == ["info"]
+    [card] = [c for c in cards if "could not be checked" in c["summary"]]
+    assert card["indicator"] == "info" and "suggestions" not in card
+    assert "Alternative: ." not in card["detail"] and "#" not in unchecked.reasoning
 
 
 # --- drug_withdrawal ----------------------------------------------------------------------------

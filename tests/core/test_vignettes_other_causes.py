@@ -80,6 +80,10 @@ def test_borderline_b12_without_mma_asks_for_mma_and_a_normal_mma_settles_it(run
     assert "check methylmalonic acid" in f.summary and "methylmalonic" in f.action and not f.actionable
     normal = F.observation("13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma", 250, "nmol/L")
     assert "b12_deficiency" not in causes(run(rls_patient(b12(250), normal)))
+    pending = F.observation(
+        "13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma", 600, "nmol/L", status="preliminary"
+    )
+    assert "b12_deficiency" not in causes(run(rls_patient(b12(250), pending)))  # under way: not missing
 
 
 def test_pernicious_anemia_diagnosis(run):

@@ -170,7 +170,13 @@ def _delete_draft_suggestion(f: Finding) -> list[dict]:
     blockers, lithium, antipsychotics have no simple swap; rls-clinical.md §2.7)."""
     orders = [ref for ref in f.data.get("orders", []) if not ref.endswith("/?") and "#" not in ref]
     alternative = f.data.get("alternative")
-    if not orders or not f.data.get("draft") or not alternative or f.data.get("continues_active"):
+    if (
+        not orders
+        or not f.data.get("draft")
+        or not alternative
+        or f.data.get("continues_active")
+        or not f.actionable  # information (e.g. RLS only provisional) never comes with a one-click stop
+    ):
         return []
     drug = " + ".join(f.data.get("ingredients") or ["this drug"])
     label = f"Remove the {drug} order (consider {alternative.split(' (')[0]})"

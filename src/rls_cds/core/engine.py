@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import weakref
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -144,10 +145,18 @@ def read_scope(terminology: Any, now: datetime) -> ReadScope:
     return _read_scope(terminology, now)
 
 
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
 def _patient_ref_of(patient: str | None) -> str | None:
-    if not isinstance(patient, str) or not patient:
+    """'Patient/<id>' from an id, 'Patient/<id>' or an absolute reference (the same reading as the
+    resources' subjects get); None when no FHIR id can be read, and then nothing is filtered."""
+    if not isinstance(patient, str):
         return None
-    return patient if patient.startswith("Patient/") else f"Patient/{patient}"
+    pid = patient.strip()
+    if "Patient/" in pid:
+        pid = pid.rsplit("Patient/", 1)[1].split("/")[0]
+    return f"Patient/{pid}" if _FHIR_ID.fullmatch(pid) else None
 
 
 def _evidence_refs(findings: list[Finding], rls: list[Any]) -> set[str]:

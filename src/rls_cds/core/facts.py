@@ -177,6 +177,8 @@ class Facts:
     # draft orders that failed FHIR validation: never judged as orders, but the clinician deciding
     # them is told that their drug could not be checked (a silent skip would read as "nothing to flag")
     rejected_drafts: list[MedFact] = field(default_factory=list)
+    # refs of active record orders that are also among the drafts (an order being changed or renewed)
+    continued: set[str] = field(default_factory=set)
     meds: list[MedFact] = field(default_factory=list)
     surgeries: list[ProcedureFact] = field(default_factory=list)
     patient: str | None = None
@@ -460,14 +462,14 @@ def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings) -> bool:
     if not math.isfinite(raw):
         warnings.append(f"{fact.ref}: {fact.analyte} value is not a finite number; not used")
         return False
-    if raw < 0:  # no analyte the rules read can be negative: a data-entry or interface error
-        warnings.append(f"{fact.ref}: {fact.analyte} value is negative; not used")
-        fact.raw_value, fact.unreadable = raw, "value"
-        return False
     fact.raw_value = int(raw) if raw == int(raw) else raw
     fact.raw_unit = (
         unit_text if isinstance(unit_text, str) else unit_code if isinstance(unit_code, str) else None
     )
+    if raw < 0:  # no analyte the rules read can be negative: a data-entry or interface error
+        warnings.append(f"{fact.ref}: {fact.analyte} value is negative; not used")
+        fact.unreadable = "value"
+        return False
     fact.comparator = comparator if comparator in ("<", "<=", ">", ">=") else None
     units = [u for u in (unit_code, unit_text) if isinstance(u, str) and u.strip()]
     if not units:
@@ -748,6 +750,8 @@ def extract(
                 _observation(res, ref, t, facts, scope)
             elif rtype == "MedicationRequest":
                 if not draft and ref in draft_refs:
+                    if res.get("status") in ("active", "on-hold"):
+                        facts.continued.add(ref)  # the draft changes a current order: therapy goes on
                     continue  # the same order also in the record: it is being decided
                 if draft:
                     draft_refs.add(ref)

@@ -3,7 +3,8 @@ computed from iron/TIBC of the same draw, the TSAT ceiling, the ESRD rule, 12-mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from rls_cds.core.facts import ConditionFact, LabFact, MedFact
 from rls_cds.core.findings import (
@@ -79,6 +80,12 @@ def iron_status(ctx: Context) -> IronStatus:
     )
     pending = ctx.recent((x for x in ctx.facts.pending_labs if x.analyte in relevant), window)
     unread = ctx.recent((x for x in ctx.facts.unread_labs if x.analyte in ("ferritin", "tsat")), window)
+    # A result without any date may well be recent: never "no iron studies in 12 months" because of it.
+    unread += [
+        replace(x, unreadable=x.unreadable or "undated")
+        for x in (*labs, *ctx.facts.unread_labs)
+        if x.analyte in ("ferritin", "tsat") and x.date is None
+    ]
     esrd = [c for c in ctx.facts.by_cause("kidney_disease") if c.qualifier == "esrd" and not c.tentative]
     iron_orders = [
         m
@@ -107,24 +114,31 @@ NORMAL_FERRITIN_NOTE = "Lab-normal ferritin values can still meet this RLS thres
 def iron_deficiency(ctx: Context) -> list[Finding]:
     s = iron_status(ctx)
     found = _judge_iron(ctx, s)
-    newer = _unread_newer(s)
+    judged_on = [x for x in (s.ferritin, s.tsat, s.computed[1] if s.computed else None) if x is not None]
+    if not judged_on:
+        return found  # nothing readable: the diagnosis card or iron_studies_missing names unread results
+    newer = _unread_newer(s, max(x.date for x in judged_on))
     if not newer:
         return found
     if found:  # judged on an older value while a newer result could not be read: say so, inform only
         return [_with_unread_caveat(f, newer) for f in found]
-    if s.ferritin is not None or s.tsat is not None or s.computed is not None:
-        # e.g. a normal TSAT and an unreadable ferritin: nothing judged, but iron is not assessed either
-        return [_unread_result_finding(ctx, newer[0], cause="iron_deficiency")]
-    return found  # no readable value at all: iron_studies_missing names the unread result
+    # e.g. a normal TSAT and a newer, unreadable ferritin: nothing judged, but iron is not assessed either
+    return [_unread_result_finding(ctx, newer[0], cause="iron_deficiency")]
 
 
-def _unread_newer(s: IronStatus) -> list[LabFact]:
-    """Unread ferritin/TSAT results newer than the readable value of the same analyte (or with none)."""
+def _unread_newer(s: IronStatus, latest_read: datetime) -> list[LabFact]:
+    """Unread ferritin/TSAT results newer than the readable value of the same analyte, or, for an
+    analyte with no readable value, from the same day as the latest value read or later (the same
+    draw: a normal TSAT says nothing about the ferritin beside it)."""
     used = {"ferritin": s.ferritin, "tsat": s.tsat or (s.computed[1] if s.computed else None)}
     out = []
     for lab in s.unread:
         current = used.get(lab.analyte)
-        if current is None or (lab.date is not None and current.date is not None and lab.date > current.date):
+        if lab.date is None:
+            continue
+        if (current is not None and lab.date > current.date) or (
+            current is None and lab.date.date() >= latest_read.date()
+        ):
             out.append(lab)
     return out
 
@@ -133,7 +147,7 @@ def _with_unread_caveat(f: Finding, newer: list[LabFact]) -> Finding:
     lab = newer[0]
     name = "ferritin" if lab.analyte == "ferritin" else "TSAT"
     f.reasoning += (
-        f" A newer {name} result ({day(lab.date)}) could not be read "
+        f" A {name} result of {day(lab.date)} (as recent as the values used) could not be read "
         f"({_UNREADABLE.get(lab.unreadable or 'unit')}): check it before acting on this older value."
     )
     f.evidence = f.evidence + [_unread_evidence(x) for x in newer]
@@ -264,8 +278,9 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
             summary = f"Iron deficiency coded: {cond_name(diagnoses)}; labs could not be read"
             why = "the labs could not be read, so its current state is unknown."
         elif s.unread:
-            summary = f"Iron deficiency coded: {cond_name(diagnoses)}; latest iron study unit not recognised"
-            why = "the latest ferritin/TSAT is in a unit the service cannot convert; judge it by hand."
+            reason = _UNREADABLE.get(s.unread[0].unreadable or "unit")
+            summary = f"Iron deficiency coded: {cond_name(diagnoses)}; latest iron study: {reason}"
+            why = f"the latest ferritin/TSAT could not be read ({reason}); judge it by hand."
             evidence.append(_unread_evidence(s.unread[0]))
         else:
             summary = f"Iron deficiency coded: {cond_name(diagnoses)}; no ferritin or TSAT in 12 months"
@@ -367,6 +382,7 @@ _UNREADABLE = {
     "unit": "unit not recognised",
     "value": "value is not a usable number",
     "invalid": "not valid FHIR R4",
+    "undated": "no date, so its age is unknown",
 }
 
 
@@ -389,13 +405,14 @@ def _unread_result_finding(ctx: Context, lab: LabFact, cause: str = "iron_studie
     finding = make(
         ctx,
         cause,
-        summary=f"{name} {_as_sent(lab)}({day(lab.date)}): {_UNREADABLE.get(lab.unreadable or 'unit')}; "
+        summary=f"{name} {_as_sent(lab)}({day(lab.date) or 'date unknown'}): "
+        f"{_UNREADABLE.get(lab.unreadable or 'unit')}; "
         "judge iron stores by hand",
         reasoning=(
             f"A {'ferritin' if lab.analyte == 'ferritin' else 'TSAT'} result exists in the last 12 months, "
             f"but the service could not read it ({_UNREADABLE.get(lab.unreadable or 'unit')}), so it was "
             "not compared with the AASM 2024 thresholds (ferritin <= 75 ng/mL or TSAT < 20 %, iron only "
-            "while TSAT < 45 %)."
+            "while TSAT < 45 %; in ESRD ferritin < 200 ng/mL with TSAT < 20 %)."
         ),
         action="Read the result in the EHR; give iron if it meets the AASM 2024 thresholds.",
         evidence=[_unread_evidence(lab)],

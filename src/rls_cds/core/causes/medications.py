@@ -78,8 +78,14 @@ def drug_induced(ctx: Context) -> list[Finding]:
         strength = lead.strength
         warn = any(i.indicator == "warning" for i in ingredients)
         alternative = next((i.alternative for i in ingredients if i.alternative), None)
-        alt_short = alternative.split(" (")[0] if alternative else None
         classes = sorted({i.drug_class for i in ingredients})
+        in_pregnancy = False
+        if ANTIDEPRESSANT_CLASSES & set(classes):
+            pregnant = _pregnant(ctx) if pregnant is None else pregnant
+            # Switching antidepressants in pregnancy is an obstetric decision: name no swap, offer no
+            # one-click removal; the card says why.
+            in_pregnancy, alternative = pregnant, None if pregnant else alternative
+        alt_short = alternative.split(" (")[0] if alternative else None
         m0 = meds[0]
         product = m0.display or ", ".join(names)
         in_product = (
@@ -111,23 +117,24 @@ def drug_induced(ctx: Context) -> list[Finding]:
             f"{cap(drug)} ({class_titles}) is listed among drugs that may aggravate RLS "
             f"({strength} evidence; {basis})."
         )
-        continues = kind == "draft" and any(k in current for k in agg)
+        continues = kind == "draft" and (
+            any(k in current for k in agg) or any(m.ref in ctx.facts.continued for m in meds)
+        )
         if continues:
             reasoning += (
-                f" The patient already has an active {drug} order: this order continues current therapy, "
-                "which should not be stopped abruptly; plan any change (taper, switch) with the prescriber."
+                f" The patient already has an active {drug} order: this order continues current therapy; "
+                "plan any change with the prescriber (antidepressants, beta-blockers and lithium must not "
+                "be stopped abruptly)."
             )
         if rls_unconfirmed:
             reasoning += (
                 " The RLS diagnosis is not confirmed (provisional/differential): weaker grounds for a change."
             )
-        if ANTIDEPRESSANT_CLASSES & set(classes):
-            pregnant = _pregnant(ctx) if pregnant is None else pregnant
-            if pregnant:
-                reasoning += (
-                    " The patient is pregnant: weigh any change of antidepressant with the obstetric team "
-                    "(stopping or switching carries its own risks)."
-                )
+        if in_pregnancy:
+            reasoning += (
+                " The patient is pregnant: weigh any change of antidepressant with the obstetric team "
+                "(stopping or switching carries its own risks)."
+            )
         if certainty == "text":
             reasoning += (
                 " The drug was recognised by name in the order text only (no code matched): lower certainty."
@@ -136,11 +143,18 @@ def drug_induced(ctx: Context) -> list[Finding]:
             reasoning += (
                 " The product code is not in the tables; it was matched through its ingredient codes."
             )
-        fields = {"drug": drug, "drug_class": class_titles, "alternative": alternative or "none known"}
+        fields = {
+            "drug": drug,
+            "drug_class": class_titles,
+            "alternative": alternative
+            or ("a decision for the prescriber and the obstetric team" if in_pregnancy else "none known"),
+        }
         if alternative:
             action = f"Review the need for {drug}. " + tidy(ctx.cause(cid).render("action", **fields))
         else:
-            action = f"Review the need for {drug} with the prescriber; no simple substitute."
+            action = f"Review the need for {drug} with the prescriber" + (
+                " and the obstetric team." if in_pregnancy else "; no simple substitute."
+            )
         if "beta_blocker" in classes:
             action += " Never stop a beta-blocker abruptly."
         out.append(
@@ -179,14 +193,20 @@ def rejected_drafts(ctx: Context) -> list[Finding]:
         if not agg or m.route_excluded:
             continue
         drug = " + ".join(sorted({i.name for i in agg}))
+        classes = ", ".join(ctx.class_title(c) for c in sorted({i.drug_class for i in agg}))
         out.append(
             make(
                 ctx,
                 "drug_induced",
                 summary=f"{cap(drug)} order could not be checked (not valid FHIR R4); it may aggravate RLS",
+                fields={
+                    "drug": drug,
+                    "drug_class": classes,
+                    "alternative": "not assessed (the order could not be read)",
+                },
                 reasoning=(
-                    f"The draft order {m.ref} failed FHIR R4 validation, so the service did not judge it. "
-                    f"Its drug, {drug}, is listed among drugs that may aggravate RLS."
+                    "This draft order failed FHIR R4 validation, so the service did not judge it. "
+                    f"Its drug, {drug} ({classes}), is listed among drugs that may aggravate RLS."
                 ),
                 action=f"Review the need for {drug}; the order as sent could not be read in full.",
                 evidence=[med_evidence(m, [i.name for i in agg], "failed FHIR R4 validation: not judged")],

@@ -131,7 +131,13 @@ def _b12_borderline(ctx: Context, b12: list[LabFact]) -> list[LabFact] | None:
         ctx.lookback("b12_deficiency", "mma"),
     )
     if not mma:
-        return [b12[0]]  # borderline and no MMA: check it (rls-clinical.md §2.9)
+        # Borderline and no MMA: check it (rls-clinical.md §2.9), unless one is under way or exists in
+        # a form that could not be read: then it is not missing.
+        other = ctx.recent(
+            (x for x in (*ctx.facts.pending_labs, *ctx.facts.unread_labs) if x.analyte == "mma"),
+            ctx.lookback("b12_deficiency", "mma"),
+        )
+        return None if other else [b12[0]]
     if mma[0].value > ctx.threshold("b12_deficiency", "mma_high"):
         return [b12[0], mma[0]]
     return None

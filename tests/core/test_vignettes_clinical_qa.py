@@ -247,9 +247,9 @@ def test_another_patients_resources_are_not_read_when_the_patient_is_known(run):
     for form in (f"https://ehr.example/fhir/Patient/{F.PID}", f"Patient/{F.PID}", f" {F.PID} "):
         same = evaluate(record[:3], now=F.NOW, terminology=run.t, patient=form)
         assert same.has_rls and not any("another patient" in w for w in same.warnings), form
-    # A patient id that is no FHIR id filters nothing (it cannot be compared), rather than everything.
-    odd = evaluate(record[:3], now=F.NOW, terminology=run.t, patient="p1?x=y")
-    assert odd.has_rls
+    # Any other form is compared as it is: another patient's ferritin is never read as this patient's.
+    odd = evaluate(record, now=F.NOW, terminology=run.t, patient="urn:uuid:abc")
+    assert not any(f.cause == "iron_deficiency" for f in odd.findings)
     # Without the patient (a caller that grouped the record itself) the resource is read as before.
     alone = evaluate(record, now=F.NOW, terminology=run.t)
     assert finding(alone, "iron_deficiency").evidence[0].resource == "Observation/fer-other"

@@ -183,15 +183,23 @@ def test_ferritin_below_the_limit_of_detection_keeps_its_comparator_in_the_evide
 def test_coded_iron_deficiency_with_an_unreadable_ferritin_keeps_its_warning_and_says_why(run):
     ida = F.condition(F.ICD10, "D50.9", "Iron deficiency anemia, unspecified")
     f = finding(run(rls_patient(ida, F.ferritin(30, unit="mmol/L", rid="fer-u"))), "iron_deficiency")
-    assert f.actionable and "latest iron study: unit not recognised" in f.summary
+    assert f.actionable and "iron study result: unit not recognised" in f.summary
     assert [e.resource for e in f.evidence].count("Observation/fer-u") == 1
     assert "older value" not in f.reasoning
 
 
-def test_an_older_unreadable_tsat_does_not_cast_doubt_on_a_newer_ferritin(run):
-    old_tsat = F.tsat(12, days=200)
+def test_an_unreadable_tsat_with_no_readable_one_is_named_without_calling_it_newer(run):
+    # The TSAT ceiling (iron only while TSAT < 45 %) is unknown: inform, name the result, don't date-judge.
+    old_tsat = F.tsat(12, days=200, rid="tsat-u")
     old_tsat["valueQuantity"].update(unit="1", code="1")  # a fraction: not a unit the tables convert
     f = finding(run(rls_patient(F.ferritin(30, days=20), old_tsat)), "iron_deficiency")
+    assert not f.actionable and "A TSAT result (" in f.reasoning and "newer" not in f.reasoning
+    assert f.evidence[-1].resource == "Observation/tsat-u"
+
+
+def test_an_older_unreadable_ferritin_beside_a_newer_readable_one_is_ignored(run):
+    old = F.ferritin(30, unit="pmol/L", days=200)
+    f = finding(run(rls_patient(F.ferritin(40, days=20), F.tsat(30, days=20), old)), "iron_deficiency")
     assert f.actionable and "could not be read" not in f.reasoning
 
 
@@ -214,8 +222,18 @@ def test_newer_unreadable_ferritin_turns_the_older_low_value_into_information(ru
     new_unread = F.ferritin(300, unit="pmol/L", days=10, rid="fer-new")  # not in the unit table
     f = finding(run(rls_patient(old_low, new_unread)), "iron_deficiency")
     assert not f.actionable, "judged on an older value while the newest cannot be read"
-    assert "ferritin result of" in f.reasoning and "unit not recognised" in f.reasoning
+    assert "A newer ferritin result" in f.reasoning and "unit not recognised" in f.reasoning
     assert [e.resource for e in f.evidence] == ["Observation/fer-old", "Observation/fer-new"]
+
+
+def test_normal_tsat_with_an_older_unreadable_ferritin_still_says_iron_is_not_assessed(run):
+    old = F.ferritin(30, unit="pmol/L", days=200, rid="fer-old")
+    f = finding(run(rls_patient(F.tsat(30, days=10), old)), "iron_deficiency")
+    assert (
+        not f.actionable
+        and "unit not recognised" in f.summary
+        and f.evidence[0].resource == "Observation/fer-old"
+    )
 
 
 def test_normal_tsat_with_unreadable_ferritin_says_iron_is_not_assessed(run):

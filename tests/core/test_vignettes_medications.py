@@ -66,7 +66,7 @@ def test_draft_renewing_an_active_drug_offers_no_delete_and_says_do_not_stop_abr
     cards = run.cards(rls_patient(active), hook="order-sign", drafts=[renewal])
     card = _drug_card(cards)
     assert "suggestions" not in card  # deleting a renewal is an abrupt stop of current therapy
-    assert "continues current therapy" in card["detail"] and "abruptly" in card["detail"]
+    assert "continues that therapy" in card["detail"] and "abruptly" in card["detail"]
     assert "bupropion" in card["summary"]  # the substitute is still named, to plan a switch
 
 
@@ -136,7 +136,7 @@ def test_a_draft_changing_an_active_order_with_the_same_id_offers_no_removal(run
     active = F.med_request(*SERTRALINE_SCD, rid="ord-1")
     change = F.draft(*SERTRALINE_SCD, rid="ord-1")  # the EHR's draft of the same order, being changed
     card = _drug_card(run.cards(rls_patient(active), hook="order-sign", drafts=[change]))
-    assert "suggestions" not in card and "continues current therapy" in card["detail"]
+    assert "suggestions" not in card and "continues that therapy" in card["detail"]
 
 
 def test_pregnant_patient_on_an_antidepressant_gets_an_obstetric_caveat(run):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
 import weakref
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -89,7 +88,17 @@ def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
     for lab in sorted(facts.labs + facts.pending_labs + facts.unread_labs, key=lambda x: (x.ref, x.analyte)):
         h.update(
             orjson.dumps(
-                [lab.ref, lab.analyte, lab.value, lab.date, lab.coded, lab.text, sorted(lab.interpretation)]
+                [
+                    lab.ref,
+                    lab.analyte,
+                    lab.value,
+                    lab.date,
+                    lab.coded,
+                    lab.text,
+                    sorted(lab.interpretation),
+                    lab.unreadable,
+                    lab.raw_unit,
+                ]
             )
         )
     for m in sorted(facts.meds, key=lambda m: (m.ref, m.draft)):
@@ -108,6 +117,7 @@ def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
                 ]
             )
         )
+    h.update(orjson.dumps(sorted(facts.continued)))
     for p in sorted(facts.surgeries, key=lambda p: p.ref):
         h.update(orjson.dumps([p.ref, p.code, p.date]))
     return h.hexdigest()[:32]
@@ -145,18 +155,15 @@ def read_scope(terminology: Any, now: datetime) -> ReadScope:
     return _read_scope(terminology, now)
 
 
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-
-
 def _patient_ref_of(patient: str | None) -> str | None:
-    """'Patient/<id>' from an id, 'Patient/<id>' or an absolute reference (the same reading as the
-    resources' subjects get); None when no FHIR id can be read, and then nothing is filtered."""
-    if not isinstance(patient, str):
+    """'Patient/<id>' from an id, 'Patient/<id>' or an absolute reference: the same reading the
+    resources' subjects get (facts._patient_ref), so the two compare like for like."""
+    if not isinstance(patient, str) or not patient.strip():
         return None
     pid = patient.strip()
     if "Patient/" in pid:
         pid = pid.rsplit("Patient/", 1)[1].split("/")[0]
-    return f"Patient/{pid}" if _FHIR_ID.fullmatch(pid) else None
+    return f"Patient/{pid}"
 
 
 def _evidence_refs(findings: list[Finding], rls: list[Any]) -> set[str]:

@@ -90,6 +90,15 @@ class Context:
 # --- formatting helpers --------------------------------------------------------------------------
 
 
+# Why a result that exists could not be read (LabFact.unreadable), as cards say it.
+UNREADABLE = {
+    "unit": "unit not recognised",
+    "value": "value is not a usable number",
+    "invalid": "not valid FHIR R4",
+    "undated": "no date, so its age is unknown",
+}
+
+
 def num(value: float | None) -> str:
     if value is None:
         return "?"

@@ -4,10 +4,10 @@ computed from iron/TIBC of the same draw, the TSAT ceiling, the ESRD rule, 12-mo
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from rls_cds.core.facts import ConditionFact, LabFact, MedFact
 from rls_cds.core.findings import (
+    UNREADABLE,
     Context,
     Evidence,
     Finding,
@@ -114,41 +114,38 @@ NORMAL_FERRITIN_NOTE = "Lab-normal ferritin values can still meet this RLS thres
 def iron_deficiency(ctx: Context) -> list[Finding]:
     s = iron_status(ctx)
     found = _judge_iron(ctx, s)
-    judged_on = [x for x in (s.ferritin, s.tsat, s.computed[1] if s.computed else None) if x is not None]
-    if not judged_on:
+    if s.ferritin is None and s.tsat is None and s.computed is None:
         return found  # nothing readable: the diagnosis card or iron_studies_missing names unread results
-    newer = _unread_newer(s, max(x.date for x in judged_on))
+    newer = _unread_beside(s)
     if not newer:
         return found
     if found:  # judged on an older value while a newer result could not be read: say so, inform only
-        return [_with_unread_caveat(f, newer) for f in found]
-    # e.g. a normal TSAT and a newer, unreadable ferritin: nothing judged, but iron is not assessed either
+        return [_with_unread_caveat(f, newer, s) for f in found]
+    # e.g. a normal TSAT and an unreadable ferritin: nothing judged, but iron is not assessed either
     return [_unread_result_finding(ctx, newer[0], cause="iron_deficiency")]
 
 
-def _unread_newer(s: IronStatus, latest_read: datetime) -> list[LabFact]:
-    """Unread ferritin/TSAT results newer than the readable value of the same analyte, or, for an
-    analyte with no readable value, from the same day as the latest value read or later (the same
-    draw: a normal TSAT says nothing about the ferritin beside it)."""
+def _unread_beside(s: IronStatus) -> list[LabFact]:
+    """Unread ferritin/TSAT results that matter next to the values read: any of an analyte with no
+    readable value (a normal TSAT says nothing about the ferritin), and ones newer than the readable
+    value of their own analyte."""
     used = {"ferritin": s.ferritin, "tsat": s.tsat or (s.computed[1] if s.computed else None)}
     out = []
     for lab in s.unread:
         current = used.get(lab.analyte)
-        if lab.date is None:
-            continue
-        if (current is not None and lab.date > current.date) or (
-            current is None and lab.date.date() >= latest_read.date()
-        ):
+        if current is None or (lab.date is not None and lab.date > current.date):
             out.append(lab)
     return out
 
 
-def _with_unread_caveat(f: Finding, newer: list[LabFact]) -> Finding:
+def _with_unread_caveat(f: Finding, newer: list[LabFact], s: IronStatus) -> Finding:
     lab = newer[0]
     name = "ferritin" if lab.analyte == "ferritin" else "TSAT"
+    used = s.ferritin if lab.analyte == "ferritin" else (s.tsat or (s.computed[1] if s.computed else None))
+    which = f"A newer {name} result" if used is not None else f"A {name} result"
     f.reasoning += (
-        f" A {name} result of {day(lab.date)} (as recent as the values used) could not be read "
-        f"({_UNREADABLE.get(lab.unreadable or 'unit')}): check it before acting on this older value."
+        f" {which} ({day(lab.date) or 'date unknown'}) could not be read "
+        f"({UNREADABLE.get(lab.unreadable or 'unit')}): check it before acting on this card."
     )
     f.evidence = f.evidence + [_unread_evidence(x) for x in newer]
     f.actionable = False
@@ -200,7 +197,7 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
                     cid,
                     summary=f"{ftxt} in ESRD: TSAT needed to judge IV iron for RLS",
                     reasoning=f"In ESRD the iron criterion needs ferritin < {num(esrd_ferritin)} ng/mL and "
-                    f"TSAT < {num(esrd_tsat)} %; no TSAT in the look-back window.",
+                    f"TSAT < {num(esrd_tsat)} %; no readable TSAT in the look-back window.",
                     action="Measure transferrin saturation (iron panel).",
                     evidence=evidence,
                     actionable=False,
@@ -248,7 +245,7 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
                     f"(ferritin <= {num(ferritin_max)} ng/mL or TSAT < {num(tsat_min)} %, with TSAT < "
                     f"{num(tsat_ceiling)} %). "
                     f"{NORMAL_FERRITIN_NOTE if low_ferritin else ''}"
-                    f"{'' if tsat is not None else f'No TSAT: confirm it is < {num(tsat_ceiling)} %. '}"
+                    f"{'' if tsat is not None else f'No readable TSAT: confirm it is < {num(tsat_ceiling)} %. '}"  # noqa: E501
                     f"Source: {ref}."
                 ),
                 evidence=evidence,
@@ -264,7 +261,7 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
                 reasoning=(
                     f"Ferritin above {num(ferritin_max)} and up to {num(iv_max)} ng/mL with TSAT < "
                     f"{num(tsat_ceiling)} %: AASM 2024 suggests IV iron only (oral iron is poorly absorbed "
-                    f"at this level). {'TSAT was not measured: confirm it first. ' if tsat is None else ''}"
+                    f"at this level). {'No readable TSAT: confirm it first. ' if tsat is None else ''}"
                     f"Source: {ref}."
                 ),
                 action="Consider IV iron (e.g. ferric carboxymaltose); oral iron is not expected to help.",
@@ -278,8 +275,8 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
             summary = f"Iron deficiency coded: {cond_name(diagnoses)}; labs could not be read"
             why = "the labs could not be read, so its current state is unknown."
         elif s.unread:
-            reason = _UNREADABLE.get(s.unread[0].unreadable or "unit")
-            summary = f"Iron deficiency coded: {cond_name(diagnoses)}; latest iron study: {reason}"
+            reason = UNREADABLE.get(s.unread[0].unreadable or "unit")
+            summary = f"Iron deficiency coded: {cond_name(diagnoses)}; iron study result: {reason}"
             why = f"the latest ferritin/TSAT could not be read ({reason}); judge it by hand."
             evidence.append(_unread_evidence(s.unread[0]))
         else:
@@ -378,18 +375,10 @@ def iron_studies_missing(ctx: Context) -> list[Finding]:
     ]
 
 
-_UNREADABLE = {
-    "unit": "unit not recognised",
-    "value": "value is not a usable number",
-    "invalid": "not valid FHIR R4",
-    "undated": "no date, so its age is unknown",
-}
-
-
 def _unread_evidence(lab: LabFact) -> Evidence:
     e = lab_evidence(lab)
     e.value, e.unit = lab.raw_value, lab.raw_unit  # as sent: there is no converted value
-    e.note = f"{_UNREADABLE.get(lab.unreadable or 'unit')}: not compared with the RLS thresholds"
+    e.note = f"{UNREADABLE.get(lab.unreadable or 'unit')}: not compared with the RLS thresholds"
     return e
 
 
@@ -406,11 +395,12 @@ def _unread_result_finding(ctx: Context, lab: LabFact, cause: str = "iron_studie
         ctx,
         cause,
         summary=f"{name} {_as_sent(lab)}({day(lab.date) or 'date unknown'}): "
-        f"{_UNREADABLE.get(lab.unreadable or 'unit')}; "
+        f"{UNREADABLE.get(lab.unreadable or 'unit')}; "
         "judge iron stores by hand",
         reasoning=(
-            f"A {'ferritin' if lab.analyte == 'ferritin' else 'TSAT'} result exists in the last 12 months, "
-            f"but the service could not read it ({_UNREADABLE.get(lab.unreadable or 'unit')}), so it was "
+            f"A {'ferritin' if lab.analyte == 'ferritin' else 'TSAT'} result exists "
+            f"{'in the last 12 months' if lab.date is not None else 'without a date'}, "
+            f"but the service could not read it ({UNREADABLE.get(lab.unreadable or 'unit')}), so it was "
             "not compared with the AASM 2024 thresholds (ferritin <= 75 ng/mL or TSAT < 20 %, iron only "
             "while TSAT < 45 %; in ESRD ferritin < 200 ng/mL with TSAT < 20 %)."
         ),

@@ -122,7 +122,7 @@ def drug_induced(ctx: Context) -> list[Finding]:
         )
         if continues:
             reasoning += (
-                f" The patient already has an active {drug} order: this order continues current therapy; "
+                f" The patient already has a current {drug} order: this order continues that therapy; "
                 "plan any change with the prescriber (antidepressants, beta-blockers and lithium must not "
                 "be stopped abruptly)."
             )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from rls_cds.core.facts import LabFact
 from rls_cds.core.findings import (
+    UNREADABLE,
     Context,
     Finding,
     all_tentative,
@@ -96,6 +98,14 @@ def _lab_low_rule(
             evidence.append(lab_evidence(extra[0], "borderline (200-300 pg/mL); no MMA in 12 months"))
             summary = f"{label} {lab_text(extra[0])} borderline: check methylmalonic acid (MMA)"
             action = "Check methylmalonic acid: MMA > 400 nmol/L supports B12 deficiency (high in CKD)."
+        elif extra is not None and extra[1].unreadable:
+            evidence += [lab_evidence(extra[0], "borderline (200-300 pg/mL)"), lab_evidence(extra[1])]
+            evidence[-1].value, evidence[-1].unit = extra[1].raw_value, extra[1].raw_unit
+            evidence[
+                -1
+            ].note = f"MMA result could not be read ({UNREADABLE[extra[1].unreadable]}): judge by hand"
+            summary = f"{label} {lab_text(extra[0])} borderline; MMA result could not be read: judge by hand"
+            action = "Read the MMA result in the EHR: MMA > 400 nmol/L supports B12 deficiency."
         elif extra is not None:
             evidence.extend(lab_evidence(x) for x in extra)
             summary = (
@@ -131,13 +141,17 @@ def _b12_borderline(ctx: Context, b12: list[LabFact]) -> list[LabFact] | None:
         ctx.lookback("b12_deficiency", "mma"),
     )
     if not mma:
-        # Borderline and no MMA: check it (rls-clinical.md §2.9), unless one is under way or exists in
-        # a form that could not be read: then it is not missing.
-        other = ctx.recent(
-            (x for x in (*ctx.facts.pending_labs, *ctx.facts.unread_labs) if x.analyte == "mma"),
-            ctx.lookback("b12_deficiency", "mma"),
-        )
-        return None if other else [b12[0]]
+        # Borderline and no MMA: check it (rls-clinical.md §2.9), unless one is under way. One that
+        # exists but cannot be read (unit, value, no date) is named, to be judged by hand.
+        window = ctx.lookback("b12_deficiency", "mma")
+        if ctx.recent((x for x in ctx.facts.pending_labs if x.analyte == "mma"), window):
+            return None
+        unread = ctx.recent((x for x in ctx.facts.unread_labs if x.analyte == "mma"), window) + [
+            replace(x, unreadable=x.unreadable or "undated")
+            for x in (*ctx.facts.labs, *ctx.facts.unread_labs)
+            if x.analyte == "mma" and x.date is None
+        ]
+        return [b12[0], unread[0]] if unread else [b12[0]]
     if mma[0].value > ctx.threshold("b12_deficiency", "mma_high"):
         return [b12[0], mma[0]]
     return None

@@ -124,6 +124,20 @@ def test_findings_and_fingerprint_are_deterministic_and_serialisable(run):
     assert run(busy_patient() + [unrelated]).fingerprint == one.fingerprint
 
 
+def test_fingerprint_follows_what_the_cards_show_of_unread_and_pending_results(run):
+    base = [F.patient(), F.rls(rid="r")]
+
+    def fp(*labs):
+        return run(base + list(labs)).fingerprint
+
+    # The value shown as sent changes: the card changes, so must the fingerprint (the store keeps
+    # the previous findings when it does not).
+    assert fp(F.ferritin(30, unit="pmol/L", rid="f")) != fp(F.ferritin(300, unit="pmol/L", rid="f"))
+    assert fp(F.ferritin(5, rid="f")) != fp(F.ferritin(5, comparator="<", rid="f"))
+    # Preliminary then final with the same value: no card, then an iron card.
+    assert fp(F.ferritin(30, rid="f", status="preliminary")) != fp(F.ferritin(30, rid="f"))
+
+
 def test_emitted_service_requests_are_valid_fhir(run):
     cards = run.cards([F.patient(), F.rls(rid="r1")])
     actions = [a for c in cards for s in c.get("suggestions", []) for a in s["actions"]]

@@ -211,6 +211,37 @@ def test_an_undated_ferritin_is_never_no_iron_studies(run):
     assert f.data.get("unread_result") == "Observation/fer-nodate"
 
 
+def test_a_recent_ferritin_answered_in_words_is_unread_not_over_12_months_old(run):
+    worded = F.ferritin(30, days=30, rid="fer-w")
+    del worded["valueQuantity"]
+    worded["valueString"] = "hemolysed"
+    f = finding(run(rls_patient(worded)), "iron_studies_missing")
+    assert "over 12 months" not in f.summary and "value is not a usable number" in f.summary
+    assert not f.actionable and f.evidence[0].resource == "Observation/fer-w"
+
+
+def test_a_computed_tsat_newer_than_the_measured_one_is_dated_as_its_own_draw(run):
+    record = [
+        F.tsat(30, days=240),  # measured, older
+        F.iron(40, days=30, effective=F.at(30)),
+        F.tibc(400, days=30, effective=F.at(30)),  # same draw: TSAT 10 %, newer
+        F.ferritin(200, days=30),
+    ]
+    f = finding(run(rls_patient(*record)), "iron_deficiency")
+    assert "TSAT 10 %" in f.summary and F.at(30)[:10] in f.summary
+
+
+def test_unreadable_results_that_cannot_change_the_decision_give_no_card(run):
+    # TSAT >= 45 %: no iron whatever the ferritin; an unreadable ferritin changes nothing.
+    a = run(rls_patient(F.tsat(50), F.ferritin(300, unit="pmol/L")))
+    assert "iron_deficiency" not in causes(a)
+    # ESRD with ferritin >= 200: the ESRD criterion fails whatever the TSAT.
+    esrd = F.condition(F.ICD10, "N18.6", "End stage renal disease")
+    tsat_u = F.tsat(12)
+    tsat_u["valueQuantity"].update(unit="1", code="1")
+    assert "iron_deficiency" not in causes(run(rls_patient(esrd, F.ferritin(500), tsat_u)))
+
+
 def test_ferritin_labelled_ng_per_dl_is_not_guessed(run):
     # Not in the reference's unit table, and as often a mislabelled ng/mL as a real ng/dL: read by hand.
     f = finding(run(rls_patient(F.ferritin(150, unit="ng/dL"), F.tsat(30))), "iron_deficiency")

@@ -88,7 +88,7 @@ def test_borderline_b12_without_mma_asks_for_mma_and_a_normal_mma_settles_it(run
         "13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma", 0.07, "mg/L", rid="mma-u"
     )
     f = finding(run(rls_patient(b12(250), unreadable)), "b12_deficiency")
-    assert "MMA result could not be read" in f.summary and f.evidence[-1].resource == "Observation/mma-u"
+    assert "MMA result: unit not recognised" in f.summary and f.evidence[-1].resource == "Observation/mma-u"
 
 
 def test_pernicious_anemia_diagnosis(run):

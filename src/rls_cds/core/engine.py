@@ -85,10 +85,20 @@ def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
     h.update(orjson.dumps(sorted(missing)))
     for c in sorted(facts.conditions, key=lambda c: (c.ref, c.cause, c.qualifier or "")):
         h.update(orjson.dumps([c.ref, c.cause, c.qualifier, c.code, c.date, c.tentative]))
-    for lab in sorted(facts.labs + facts.pending_labs + facts.unread_labs, key=lambda x: (x.ref, x.analyte)):
+    tagged = [
+        (kind, lab)
+        for kind, labs in (
+            ("final", facts.labs),
+            ("pending", facts.pending_labs),
+            ("unread", facts.unread_labs),
+        )
+        for lab in labs
+    ]
+    for kind, lab in sorted(tagged, key=lambda x: (x[1].ref, x[1].analyte, x[0])):
         h.update(
             orjson.dumps(
                 [
+                    kind,
                     lab.ref,
                     lab.analyte,
                     lab.value,
@@ -98,6 +108,8 @@ def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
                     sorted(lab.interpretation),
                     lab.unreadable,
                     lab.raw_unit,
+                    lab.raw_value if isinstance(lab.raw_value, int | float | str) else None,
+                    lab.comparator,
                 ]
             )
         )

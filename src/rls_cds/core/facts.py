@@ -349,6 +349,11 @@ def _lab_coding(concept: Any, t: Any, lab_codes: frozenset[str] | None) -> tuple
     return None, None
 
 
+# Analytes the rules read only as numbers (iron studies, B12, MMA): a worded answer is a result that
+# cannot be read. Others may answer in words or codes that count (hCG 'positive' with a POS flag).
+NUMERIC_ONLY = frozenset({"ferritin", "tsat", "iron", "tibc", "b12", "mma"})
+
+
 def _lab_head(res: dict, t: Any, scope: ReadScope) -> tuple[Any, dict, str, datetime | None] | None:
     """(lab definition, its coding, status, date) of a lab any rule reads, or None."""
     lab_def, coding = _lab_coding(res.get("code"), t, scope.lab_codes)
@@ -417,7 +422,13 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) ->
         else frozenset()
     )
     fact = _blank_lab(ref, lab_def, coding, date, interp)
-    if not _read_value(res, fact, t, facts.warnings):
+    read = _read_value(res, fact, t, facts.warnings)
+    if read and fact.value is None and lab_def.analyte in NUMERIC_ONLY:
+        # A numeric analyte answered in words ('hemolysed', 'see comment'): a result that exists but
+        # cannot be compared, never a value and never "no result".
+        fact.unreadable, fact.raw_value = "value", (fact.text or "")[:20] or None
+        read = False
+    if not read:
         if status in FINAL_OBSERVATION and fact.unreadable is not None:
             facts.sources[ref] = res
             facts.unread_labs.append(fact)

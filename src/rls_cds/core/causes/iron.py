@@ -41,10 +41,18 @@ class IronStatus:
     iron_orders: list[MedFact]
 
     @property
-    def tsat_value(self) -> float | None:
+    def tsat_lab(self) -> LabFact | None:
+        """The result the TSAT value comes from: the measured TSAT, unless iron/TIBC were drawn later."""
         if self.tsat is not None and (self.computed is None or self.tsat.date >= self.computed[1].date):
-            return self.tsat.value
-        return self.computed[0] if self.computed else None
+            return self.tsat
+        return self.computed[1] if self.computed else None
+
+    @property
+    def tsat_value(self) -> float | None:
+        lab = self.tsat_lab
+        if lab is None:
+            return None
+        return lab.value if lab is self.tsat else self.computed[0]
 
     def tsat_evidence(self) -> list[Evidence]:
         if self.tsat is not None and (self.computed is None or self.tsat.date >= self.computed[1].date):
@@ -121,15 +129,22 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
         return found
     if found:  # judged on an older value while a newer result could not be read: say so, inform only
         return [_with_unread_caveat(f, newer, s) for f in found]
-    # e.g. a normal TSAT and an unreadable ferritin: nothing judged, but iron is not assessed either
-    return [_unread_result_finding(ctx, newer[0], cause="iron_deficiency")]
+    # e.g. a normal TSAT and an unreadable ferritin: nothing judged, but iron is not assessed either,
+    # unless what was read already settles it (TSAT >= 45 %: no iron; ESRD with ferritin >= 200).
+    cid = "iron_deficiency"
+    tsat = s.tsat_value
+    if tsat is not None and tsat >= ctx.threshold(cid, "tsat_iron_not_indicated"):
+        newer = [x for x in newer if x.analyte != "ferritin"]
+    if s.esrd and s.ferritin is not None and s.ferritin.value >= ctx.threshold(cid, "esrd_ferritin_low"):
+        newer = [x for x in newer if x.analyte != "tsat"]
+    return [_unread_result_finding(ctx, newer[0], cause=cid)] if newer else []
 
 
 def _unread_beside(s: IronStatus) -> list[LabFact]:
     """Unread ferritin/TSAT results that matter next to the values read: any of an analyte with no
     readable value (a normal TSAT says nothing about the ferritin), and ones newer than the readable
     value of their own analyte."""
-    used = {"ferritin": s.ferritin, "tsat": s.tsat or (s.computed[1] if s.computed else None)}
+    used = {"ferritin": s.ferritin, "tsat": s.tsat_lab}
     out = []
     for lab in s.unread:
         current = used.get(lab.analyte)
@@ -141,7 +156,7 @@ def _unread_beside(s: IronStatus) -> list[LabFact]:
 def _with_unread_caveat(f: Finding, newer: list[LabFact], s: IronStatus) -> Finding:
     lab = newer[0]
     name = "ferritin" if lab.analyte == "ferritin" else "TSAT"
-    used = s.ferritin if lab.analyte == "ferritin" else (s.tsat or (s.computed[1] if s.computed else None))
+    used = s.ferritin if lab.analyte == "ferritin" else s.tsat_lab
     which = f"A newer {name} result" if used is not None else f"A {name} result"
     f.reasoning += (
         f" {which} ({day(lab.date) or 'date unknown'}) could not be read "
@@ -233,7 +248,7 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
         if low_ferritin:
             fields = lab_fields("Ferritin", s.ferritin)
         else:
-            lead = s.tsat if s.tsat is not None else s.computed[1]
+            lead = s.tsat_lab
             fields = {"label": "TSAT", "value": num(tsat), "unit": "%", "date": day(lead.date)}
         return [
             _iron_finding(

@@ -101,10 +101,9 @@ def _lab_low_rule(
         elif extra is not None and extra[1].unreadable:
             evidence += [lab_evidence(extra[0], "borderline (200-300 pg/mL)"), lab_evidence(extra[1])]
             evidence[-1].value, evidence[-1].unit = extra[1].raw_value, extra[1].raw_unit
-            evidence[
-                -1
-            ].note = f"MMA result could not be read ({UNREADABLE[extra[1].unreadable]}): judge by hand"
-            summary = f"{label} {lab_text(extra[0])} borderline; MMA result could not be read: judge by hand"
+            evidence[-1].note = f"MMA result: {UNREADABLE[extra[1].unreadable]}; judge it by hand"
+            reason = UNREADABLE[extra[1].unreadable]
+            summary = f"{label} {lab_text(extra[0])} borderline; MMA result: {reason}; judge by hand"
             action = "Read the MMA result in the EHR: MMA > 400 nmol/L supports B12 deficiency."
         elif extra is not None:
             evidence.extend(lab_evidence(x) for x in extra)

@@ -192,6 +192,15 @@ def test_weeks_of_gestation_code_recomputed_to_today(run):
     assert f.strength == "strong" and f.data["gestational_weeks"] == pytest.approx(34, abs=0.1)
 
 
+def test_a_ferritin_of_this_pregnancy_that_cannot_be_read_is_not_asked_for_again(run):
+    z3a = F.condition(F.ICD10, "Z3A.30", "30 weeks gestation of pregnancy", onset_days=7)
+    worded = F.ferritin(30, days=5)
+    del worded["valueQuantity"]
+    worded["valueString"] = "see comment"
+    f = finding(run([F.patient(), F.rls(), z3a, worded, F.tsat(30, days=5)]), "pregnancy")
+    assert not f.actionable and "none measured" not in f.action
+
+
 def test_gestational_age_observation_crossing_28_weeks_since_measured(run):
     ga = F.observation("11884-4", "Gestational age Estimated", 26, "wk", days=14)
     f = finding(run(rls_patient(ga)), "pregnancy")

@@ -242,6 +242,40 @@ def test_unreadable_results_that_cannot_change_the_decision_give_no_card(run):
     assert "iron_deficiency" not in causes(run(rls_patient(esrd, F.ferritin(500), tsat_u)))
 
 
+def test_an_out_of_range_value_does_not_break_the_evaluation(run):
+    a = run(
+        rls_patient(
+            F.ferritin(1e30, rid="huge"), F.tsat(15), F.med_request("312941", "sertraline 50 MG Oral Tablet")
+        )
+    )
+    assert {"iron_deficiency", "drug_induced"} <= causes(a) and a.fingerprint
+
+
+def test_a_preliminary_worded_or_empty_ferritin_means_studies_are_under_way(run):
+    worded = F.ferritin(30, status="preliminary")
+    del worded["valueQuantity"]
+    worded["valueString"] = "pending"
+    empty = F.ferritin(30, status="registered")
+    del empty["valueQuantity"]
+    for pending in (worded, empty):
+        assert "iron_studies_missing" not in causes(run(rls_patient(pending)))
+
+
+def test_a_tsat_known_only_as_an_upper_bound_never_settles_the_ceiling(run):
+    below = F.tsat(50, comparator="<")
+    a = run(rls_patient(F.ferritin(30), below))
+    f = finding(a, "iron_deficiency")
+    assert "iron not indicated" not in f.summary
+    unread = run(rls_patient(below, F.ferritin(300, unit="pmol/L")))
+    assert "unit not recognised" in finding(unread, "iron_deficiency").summary
+
+
+def test_esrd_with_a_tsat_of_20_or_more_needs_no_unreadable_ferritin_card(run):
+    esrd = F.condition(F.ICD10, "N18.6", "End stage renal disease")
+    a = run(rls_patient(esrd, F.tsat(30), F.ferritin(300, unit="pmol/L")))
+    assert "iron_deficiency" not in causes(a)
+
+
 def test_ferritin_labelled_ng_per_dl_is_not_guessed(run):
     # Not in the reference's unit table, and as often a mislabelled ng/mL as a real ng/dL: read by hand.
     f = finding(run(rls_patient(F.ferritin(150, unit="ng/dL"), F.tsat(30))), "iron_deficiency")

@@ -84,7 +84,7 @@ def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
     h = hashlib.sha256(version.encode())
     h.update(orjson.dumps(sorted(missing)))
     for c in sorted(facts.conditions, key=lambda c: (c.ref, c.cause, c.qualifier or "")):
-        h.update(orjson.dumps([c.ref, c.cause, c.qualifier, c.code, c.date, c.tentative]))
+        h.update(orjson.dumps([c.ref, c.cause, c.qualifier, c.code, c.display, c.date, c.tentative]))
     tagged = [
         (kind, lab)
         for kind, labs in (
@@ -108,7 +108,9 @@ def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
                     sorted(lab.interpretation),
                     lab.unreadable,
                     lab.raw_unit,
-                    lab.raw_value if isinstance(lab.raw_value, int | float | str) else None,
+                    repr(lab.raw_value),  # as sent; repr: 1e30 must not overflow the hash input
+                    lab.code,
+                    lab.display,
                     lab.comparator,
                 ]
             )

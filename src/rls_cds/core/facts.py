@@ -423,15 +423,18 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) ->
     )
     fact = _blank_lab(ref, lab_def, coding, date, interp)
     read = _read_value(res, fact, t, facts.warnings)
-    if read and fact.value is None and lab_def.analyte in NUMERIC_ONLY:
+    final = status in FINAL_OBSERVATION
+    if final and read and fact.value is None and lab_def.analyte in NUMERIC_ONLY:
         # A numeric analyte answered in words ('hemolysed', 'see comment'): a result that exists but
         # cannot be compared, never a value and never "no result".
         fact.unreadable, fact.raw_value = "value", (fact.text or "")[:20] or None
         read = False
     if not read:
-        if status in FINAL_OBSERVATION and fact.unreadable is not None:
+        if final and fact.unreadable is not None:
             facts.sources[ref] = res
             facts.unread_labs.append(fact)
+        elif not final:
+            facts.pending_labs.append(fact)  # under way, with or without a value yet
         return
     facts.sources[ref] = res
     (facts.labs if status in FINAL_OBSERVATION else facts.pending_labs).append(fact)
@@ -473,7 +476,7 @@ def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings) -> bool:
     if not math.isfinite(raw):
         warnings.append(f"{fact.ref}: {fact.analyte} value is not a finite number; not used")
         return False
-    fact.raw_value = int(raw) if raw == int(raw) else raw
+    fact.raw_value = int(raw) if raw == int(raw) and abs(raw) < 2**53 else raw
     fact.raw_unit = (
         unit_text if isinstance(unit_text, str) else unit_code if isinstance(unit_code, str) else None
     )

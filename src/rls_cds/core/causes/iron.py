@@ -132,12 +132,21 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
     # e.g. a normal TSAT and an unreadable ferritin: nothing judged, but iron is not assessed either,
     # unless what was read already settles it (TSAT >= 45 %: no iron; ESRD with ferritin >= 200).
     cid = "iron_deficiency"
-    tsat = s.tsat_value
-    if tsat is not None and tsat >= ctx.threshold(cid, "tsat_iron_not_indicated"):
+    tsat, ferritin = s.tsat_value, s.ferritin
+    tsat_known = tsat is not None and not _below_only(s.tsat_lab)
+    if tsat_known and tsat >= ctx.threshold(cid, "tsat_iron_not_indicated"):
         newer = [x for x in newer if x.analyte != "ferritin"]
-    if s.esrd and s.ferritin is not None and s.ferritin.value >= ctx.threshold(cid, "esrd_ferritin_low"):
+    if s.esrd and tsat_known and tsat >= ctx.threshold(cid, "esrd_tsat_low"):
+        newer = [x for x in newer if x.analyte != "ferritin"]  # ESRD rule fails on the TSAT alone
+    ferritin_known = ferritin is not None and not _below_only(ferritin)
+    if s.esrd and ferritin_known and ferritin.value >= ctx.threshold(cid, "esrd_ferritin_low"):
         newer = [x for x in newer if x.analyte != "tsat"]
     return [_unread_result_finding(ctx, newer[0], cause=cid)] if newer else []
+
+
+def _below_only(lab: LabFact | None) -> bool:
+    """'<50': the value is an upper bound only, so it cannot show that a floor is reached."""
+    return lab is not None and lab.comparator in ("<", "<=")
 
 
 def _unread_beside(s: IronStatus) -> list[LabFact]:
@@ -221,7 +230,7 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
             ]
         return []
 
-    if tsat is not None and tsat >= tsat_ceiling:
+    if tsat is not None and tsat >= tsat_ceiling and not _below_only(s.tsat_lab):
         if f is not None and f <= iv_max or diagnoses:
             return [
                 make(
@@ -249,7 +258,8 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
             fields = lab_fields("Ferritin", s.ferritin)
         else:
             lead = s.tsat_lab
-            fields = {"label": "TSAT", "value": num(tsat), "unit": "%", "date": day(lead.date)}
+            shown = f"{lead.comparator or ''}{num(tsat)}" if lead is s.tsat else num(tsat)
+            fields = {"label": "TSAT", "value": shown, "unit": "%", "date": day(lead.date)}
         return [
             _iron_finding(
                 ctx,

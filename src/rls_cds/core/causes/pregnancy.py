@@ -103,7 +103,8 @@ def pregnancy(ctx: Context) -> list[Finding]:
         start = min((e[1] for e in estimates if e[1] is not None), default=None)
         if weeks is not None and weeks >= third:
             ferritin_since = start is not None and any(
-                x.analyte == "ferritin" and x.date is not None and x.date >= start for x in ctx.facts.labs
+                x.analyte == "ferritin" and x.date is not None and x.date >= start
+                for x in (*ctx.facts.labs, *ctx.facts.unread_labs)  # one exists, even if unreadable
             )
             # The iron-studies card already asks for ferritin when there is none in 12 months: one ask.
             covered = bool(iron_studies_missing(ctx))

@@ -23,7 +23,7 @@ import msgspec
 import orjson
 
 from rls_cds.core.cards import render_cards
-from rls_cds.core.facts import Facts, ReadScope, extract, resource_refs
+from rls_cds.core.facts import Facts, ReadScope, extract, patient_of_reference, resource_refs
 from rls_cds.core.resources import flatten
 from rls_cds.core.rules import (
     ANALYTES_KEPT_OLD,
@@ -175,9 +175,7 @@ def _patient_ref_of(patient: str | None) -> str | None:
     if not isinstance(patient, str) or not patient.strip():
         return None
     pid = patient.strip()
-    if "Patient/" in pid:
-        pid = pid.rsplit("Patient/", 1)[1].split("/")[0]
-    return f"Patient/{pid}"
+    return patient_of_reference(pid) or f"Patient/{pid}"
 
 
 def _evidence_refs(findings: list[Finding], rls: list[Any]) -> set[str]:
@@ -246,8 +244,9 @@ def evaluate(
             check(ref, res)
 
     scope = _read_scope(terminology, now)
+    patient_ref = _patient_ref_of(patient)
     for _ in range(_MAX_PASSES):
-        facts = extract(record, drafts, terminology, frozenset(skip), scope, _patient_ref_of(patient))
+        facts = extract(record, drafts, terminology, frozenset(skip), scope, patient_ref)
         ctx = Context(facts=facts, now=now, t=terminology, missing=missing_kinds)
         findings = run_all(ctx)
         rls = facts.by_cause("rls")

@@ -689,14 +689,20 @@ def _procedure(res: dict, ref: str, facts: Facts) -> None:
 # --- entry point ---------------------------------------------------------------------------------
 
 
+def patient_of_reference(reference: str) -> str | None:
+    """'Patient/<id>' named by a reference ('Patient/p1', 'https://ehr/fhir/Patient/p1/_history/2'),
+    or None when it names no Patient."""
+    if "Patient/" not in reference:
+        return None
+    return "Patient/" + reference.rsplit("Patient/", 1)[1].split("/")[0]
+
+
 def _patient_ref(res: dict) -> str | None:
     if res.get("resourceType") == "Patient" and isinstance(res.get("id"), str):
         return f"Patient/{res['id']}"
     subject = res.get("subject")
     if isinstance(subject, dict) and isinstance(subject.get("reference"), str):
-        ref = subject["reference"]
-        if "Patient/" in ref:
-            return "Patient/" + ref.rsplit("Patient/", 1)[1].split("/")[0]
+        return patient_of_reference(subject["reference"])
     return None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -76,6 +76,17 @@ class Context:
             reverse=True,
         )
 
+    def unread(self, analytes: Iterable[str], window: timedelta) -> list[LabFact]:
+        """Results of ``analytes`` that exist but cannot be read: those in ``window`` (newest first),
+        then any without a date (it may well be recent), marked 'undated' unless another reason holds."""
+        wanted = frozenset(analytes)
+        dated = self.recent((x for x in self.facts.unread_labs if x.analyte in wanted), window)
+        return dated + [
+            replace(x, unreadable=x.unreadable or "undated")
+            for x in (*self.facts.labs, *self.facts.unread_labs)
+            if x.analyte in wanted and x.date is None
+        ]
+
     def class_title(self, drug_class: str) -> str:
         titles = getattr(self.t, "drug_classes", None) or {}
         entry = titles.get(drug_class) if isinstance(titles, dict) else None
@@ -97,6 +108,18 @@ UNREADABLE = {
     "invalid": "not valid FHIR R4",
     "undated": "no date, so its age is unknown",
 }
+
+
+def unreadable_reason(lab: LabFact) -> str:
+    return UNREADABLE.get(lab.unreadable or "unit", UNREADABLE["unit"])
+
+
+def unread_evidence(lab: LabFact, note: str | None = None) -> Evidence:
+    """Evidence of a result that could not be read: its value and unit as sent (none was converted)."""
+    e = lab_evidence(lab)
+    e.value, e.unit = lab.raw_value, lab.raw_unit
+    e.note = note or f"{unreadable_reason(lab)}: not compared with the RLS thresholds"
+    return e
 
 
 def num(value: float | None) -> str:

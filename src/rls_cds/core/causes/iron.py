@@ -3,11 +3,10 @@ computed from iron/TIBC of the same draw, the TSAT ceiling, the ESRD rule, 12-mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from rls_cds.core.facts import ConditionFact, LabFact, MedFact
 from rls_cds.core.findings import (
-    UNREADABLE,
     Context,
     Evidence,
     Finding,
@@ -24,6 +23,8 @@ from rls_cds.core.findings import (
     med_evidence,
     num,
     tidy,
+    unread_evidence,
+    unreadable_reason,
 )
 
 # --- iron ----------------------------------------------------------------------------------------
@@ -54,9 +55,14 @@ class IronStatus:
             return None
         return lab.value if lab is self.tsat else self.computed[0]
 
+    def read_result(self, analyte: str) -> LabFact | None:
+        """The readable result the rules judged for 'ferritin' or 'tsat' (None when there is none)."""
+        return self.ferritin if analyte == "ferritin" else self.tsat_lab
+
     def tsat_evidence(self) -> list[Evidence]:
-        if self.tsat is not None and (self.computed is None or self.tsat.date >= self.computed[1].date):
-            return [lab_evidence(self.tsat)]
+        lab = self.tsat_lab
+        if lab is not None and lab is self.tsat:
+            return [lab_evidence(lab)]
         if self.computed:
             value, iron, tibc = self.computed
             note = f"TSAT {num(value)} % computed as iron / TIBC x 100 (same draw)"
@@ -87,13 +93,8 @@ def iron_status(ctx: Context) -> IronStatus:
         reverse=True,
     )
     pending = ctx.recent((x for x in ctx.facts.pending_labs if x.analyte in relevant), window)
-    unread = ctx.recent((x for x in ctx.facts.unread_labs if x.analyte in ("ferritin", "tsat")), window)
-    # A result without any date may well be recent: never "no iron studies in 12 months" because of it.
-    unread += [
-        replace(x, unreadable=x.unreadable or "undated")
-        for x in (*labs, *ctx.facts.unread_labs)
-        if x.analyte in ("ferritin", "tsat") and x.date is None
-    ]
+    # Undated ones included: a result without a date may be recent, never "no iron studies" because of it.
+    unread = ctx.unread(("ferritin", "tsat"), window)
     esrd = [c for c in ctx.facts.by_cause("kidney_disease") if c.qualifier == "esrd" and not c.tentative]
     iron_orders = [
         m
@@ -153,10 +154,9 @@ def _unread_beside(s: IronStatus) -> list[LabFact]:
     """Unread ferritin/TSAT results that matter next to the values read: any of an analyte with no
     readable value (a normal TSAT says nothing about the ferritin), and ones newer than the readable
     value of their own analyte."""
-    used = {"ferritin": s.ferritin, "tsat": s.tsat_lab}
     out = []
     for lab in s.unread:
-        current = used.get(lab.analyte)
+        current = s.read_result(lab.analyte)
         if current is None or (lab.date is not None and lab.date > current.date):
             out.append(lab)
     return out
@@ -165,13 +165,12 @@ def _unread_beside(s: IronStatus) -> list[LabFact]:
 def _with_unread_caveat(f: Finding, newer: list[LabFact], s: IronStatus) -> Finding:
     lab = newer[0]
     name = "ferritin" if lab.analyte == "ferritin" else "TSAT"
-    used = s.ferritin if lab.analyte == "ferritin" else s.tsat_lab
-    which = f"A newer {name} result" if used is not None else f"A {name} result"
+    which = f"A newer {name} result" if s.read_result(lab.analyte) is not None else f"A {name} result"
     f.reasoning += (
         f" {which} ({day(lab.date) or 'date unknown'}) could not be read "
-        f"({UNREADABLE.get(lab.unreadable or 'unit')}): check it before acting on this card."
+        f"({unreadable_reason(lab)}): check it before acting on this card."
     )
-    f.evidence = f.evidence + [_unread_evidence(x) for x in newer]
+    f.evidence = f.evidence + [unread_evidence(x) for x in newer]
     f.actionable = False
     f.data = {**f.data, "unread_newer": [x.ref for x in newer]}
     return f
@@ -300,10 +299,10 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
             summary = f"Iron deficiency coded: {cond_name(diagnoses)}; labs could not be read"
             why = "the labs could not be read, so its current state is unknown."
         elif s.unread:
-            reason = UNREADABLE.get(s.unread[0].unreadable or "unit")
+            reason = unreadable_reason(s.unread[0])
             summary = f"Iron deficiency coded: {cond_name(diagnoses)}; iron study result: {reason}"
             why = f"the latest ferritin/TSAT could not be read ({reason}); judge it by hand."
-            evidence.append(_unread_evidence(s.unread[0]))
+            evidence.append(unread_evidence(s.unread[0]))
         else:
             summary = f"Iron deficiency coded: {cond_name(diagnoses)}; no ferritin or TSAT in 12 months"
             why = "no recent ferritin or TSAT confirms its current state."
@@ -400,13 +399,6 @@ def iron_studies_missing(ctx: Context) -> list[Finding]:
     ]
 
 
-def _unread_evidence(lab: LabFact) -> Evidence:
-    e = lab_evidence(lab)
-    e.value, e.unit = lab.raw_value, lab.raw_unit  # as sent: there is no converted value
-    e.note = f"{UNREADABLE.get(lab.unreadable or 'unit')}: not compared with the RLS thresholds"
-    return e
-
-
 def _as_sent(lab: LabFact) -> str:
     """'3 mg/dL ' for a result whose unit was not recognised; '' when there is no value to show."""
     if isinstance(lab.raw_value, int | float):
@@ -420,17 +412,17 @@ def _unread_result_finding(ctx: Context, lab: LabFact, cause: str = "iron_studie
         ctx,
         cause,
         summary=f"{name} {_as_sent(lab)}({day(lab.date) or 'date unknown'}): "
-        f"{UNREADABLE.get(lab.unreadable or 'unit')}; "
+        f"{unreadable_reason(lab)}; "
         "judge iron stores by hand",
         reasoning=(
             f"A {'ferritin' if lab.analyte == 'ferritin' else 'TSAT'} result exists "
             f"{'in the last 12 months' if lab.date is not None else 'without a date'}, "
-            f"but the service could not read it ({UNREADABLE.get(lab.unreadable or 'unit')}), so it was "
+            f"but the service could not read it ({unreadable_reason(lab)}), so it was "
             "not compared with the AASM 2024 thresholds (ferritin <= 75 ng/mL or TSAT < 20 %, iron only "
             "while TSAT < 45 %; in ESRD ferritin < 200 ng/mL with TSAT < 20 %)."
         ),
         action="Read the result in the EHR; give iron if it meets the AASM 2024 thresholds.",
-        evidence=[_unread_evidence(lab)],
+        evidence=[unread_evidence(lab)],
         actionable=False,
         strength="informational",
         data={"unread_result": lab.ref},

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 from rls_cds.core.facts import LabFact
 from rls_cds.core.findings import (
-    UNREADABLE,
     Context,
     Finding,
     all_tentative,
@@ -19,6 +17,8 @@ from rls_cds.core.findings import (
     lab_text,
     make,
     num,
+    unread_evidence,
+    unreadable_reason,
 )
 
 # --- diabetes ------------------------------------------------------------------------------------
@@ -99,10 +99,11 @@ def _lab_low_rule(
             summary = f"{label} {lab_text(extra[0])} borderline: check methylmalonic acid (MMA)"
             action = "Check methylmalonic acid: MMA > 400 nmol/L supports B12 deficiency (high in CKD)."
         elif extra is not None and extra[1].unreadable:
-            evidence += [lab_evidence(extra[0], "borderline (200-300 pg/mL)"), lab_evidence(extra[1])]
-            evidence[-1].value, evidence[-1].unit = extra[1].raw_value, extra[1].raw_unit
-            evidence[-1].note = f"MMA result: {UNREADABLE[extra[1].unreadable]}; judge it by hand"
-            reason = UNREADABLE[extra[1].unreadable]
+            reason = unreadable_reason(extra[1])
+            evidence += [
+                lab_evidence(extra[0], "borderline (200-300 pg/mL)"),
+                unread_evidence(extra[1], f"MMA result: {reason}; judge it by hand"),
+            ]
             summary = f"{label} {lab_text(extra[0])} borderline; MMA result: {reason}; judge by hand"
             action = "Read the MMA result in the EHR: MMA > 400 nmol/L supports B12 deficiency."
         elif extra is not None:
@@ -145,11 +146,7 @@ def _b12_borderline(ctx: Context, b12: list[LabFact]) -> list[LabFact] | None:
         window = ctx.lookback("b12_deficiency", "mma")
         if ctx.recent((x for x in ctx.facts.pending_labs if x.analyte == "mma"), window):
             return None
-        unread = ctx.recent((x for x in ctx.facts.unread_labs if x.analyte == "mma"), window) + [
-            replace(x, unreadable=x.unreadable or "undated")
-            for x in (*ctx.facts.labs, *ctx.facts.unread_labs)
-            if x.analyte == "mma" and x.date is None
-        ]
+        unread = ctx.unread(("mma",), window)
         return [b12[0], unread[0]] if unread else [b12[0]]
     if mma[0].value > ctx.threshold("b12_deficiency", "mma_high"):
         return [b12[0], mma[0]]

@@ -23,7 +23,7 @@ from rls_cds.api.catalogue import Service
 from rls_cds.api.decode import HookBody, decode_hook_request
 from rls_cds.api.errors import ApiError, check_json_content_type, read_body
 from rls_cds.api.models import CardsResponse, HookRequest, error_responses, request_body
-from rls_cds.api.prefetch import CORE_KINDS, deadline_from, gather, prefetch_failure
+from rls_cds.api.prefetch import CORE_KINDS, deadline_from, gather, prefetch_failures
 from rls_cds.api.runtime import Runtime
 from rls_cds.api.suppression import patient_key
 from rls_cds.fhir.base_url import base_url_problem
@@ -152,15 +152,16 @@ def _run_core(
     return [c if isinstance(c, dict) else msgspec.to_builtins(c) for c in cards]
 
 
-def _stored_cards(rt: Runtime, service: Service, obj: dict, context: dict, tenant: str) -> list[dict] | None:
+def _stored_cards(
+    rt: Runtime, service: Service, obj: dict, context: dict, tenant: str, failures: dict[str, str | None]
+) -> list[dict] | None:
     """patient-view with prefetch missing: a fresh stored assessment (background re-evaluation) answers
     without FHIR round trips. Any store trouble means None: the live path answers."""
-    prefetch = obj.get("prefetch") or {}
     if (
         service.hook != "patient-view"
         or rt.store is None
         or rt.settings.assessment_freshness_seconds <= 0
-        or all(prefetch_failure(prefetch.get(key)) is None for key in service.prefetch)
+        or all(failures.get(key, "absent") is None for key in service.prefetch)
     ):
         return None
     try:
@@ -187,7 +188,8 @@ def _evaluate(
         prefetch, settings.max_prefetch_resources, context.get("draftOrders") or context.get("medications")
     )
     tenant = getattr(caller, "tenant", None) or "default"
-    stored = _stored_cards(rt, service, obj, context, tenant)
+    failures = prefetch_failures(prefetch)
+    stored = _stored_cards(rt, service, obj, context, tenant, failures)
     if stored is not None:
         patient = patient_key(tenant, context["patientId"])
         cards = _per_patient_uuids(stored, patient)
@@ -203,6 +205,7 @@ def _evaluate(
         deadline_from(start, settings.hook_deadline_seconds),
         settings.fhir_request_timeout_seconds,
         rt.metrics,
+        failures,
     )
     missing = frozenset(k for k in data.missing if k in CORE_KINDS)
     try:
@@ -214,7 +217,6 @@ def _evaluate(
         log.error("clinical core failed", extra={"service": service.id, "error_type": type(exc).__name__})
         cards = []
     _annotate_missing(cards, data.missing)
-    tenant = getattr(caller, "tenant", None) or "default"
     patient = patient_key(tenant, context["patientId"])
     cards = _per_patient_uuids(cards, patient)
     if rt.feedback is not None and cards:

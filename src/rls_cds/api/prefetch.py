@@ -35,11 +35,15 @@ def gather(
     deadline: float,
     per_request_timeout: float,
     metrics: Metrics,
+    failures: dict[str, str | None] | None = None,
 ) -> Gathered:
-    out = Gathered(sources=[v for v in prefetch.values() if prefetch_failure(v) is None])
+    """``failures``: ``prefetch_failures(prefetch)`` if the caller has it already (each value's
+    entries are scanned once per call)."""
+    failures = prefetch_failures(prefetch) if failures is None else failures
+    out = Gathered(sources=[v for key, v in prefetch.items() if failures[key] is None])
     queries: dict[str, str] = {}
     for key, template in service.prefetch.items():
-        failure = prefetch_failure(prefetch.get(key))
+        failure = failures.get(key, "absent")
         if failure is None:
             continue
         kind = resource_kind(template)
@@ -64,6 +68,11 @@ def gather(
             metrics.fhir_fetch_errors.labels(reason).inc()
             out.missing.setdefault(resource_kind(service.prefetch[key]), _describe(reason))
     return out
+
+
+def prefetch_failures(prefetch: dict[str, Any]) -> dict[str, str | None]:
+    """``prefetch_failure`` of every key the EHR sent (a key it left out is 'absent')."""
+    return {key: prefetch_failure(value) for key, value in prefetch.items()}
 
 
 def prefetch_failure(value: Any) -> str | None:

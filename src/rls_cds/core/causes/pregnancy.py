@@ -32,6 +32,13 @@ def _weeks_from_code(c: ConditionFact) -> float | None:
 
 
 def pregnancy(ctx: Context) -> list[Finding]:
+    """The pregnancy findings, judged once per evaluation (drug_induced asks too, for antidepressants)."""
+    if "pregnancy" not in ctx._cache:
+        ctx._cache["pregnancy"] = _pregnancy(ctx)
+    return ctx._cache["pregnancy"]
+
+
+def _pregnancy(ctx: Context) -> list[Finding]:
     cid = "pregnancy"
     third = ctx.threshold(cid, "third_trimester_weeks_min")
     term_max = ctx.threshold(cid, "max_gestation_weeks")

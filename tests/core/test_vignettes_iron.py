@@ -61,6 +61,54 @@ def test_tsat_computed_from_si_units(run):
     assert finding(a, "iron_deficiency").data["tsat"] == pytest.approx(10.06, abs=0.1)
 
 
+def test_tibc_above_the_assay_range_makes_the_computed_tsat_an_upper_bound(run):
+    # Iron 30 ug/dL, TIBC reported as '>450': TSAT is below 6.7 %. That still shows a low TSAT, and
+    # the card says "<6.67", never an exact value nobody measured.
+    when = F.at(10)
+    a = run(
+        rls_patient(F.ferritin(150), F.iron(30, effective=when), F.tibc(450, effective=when, comparator=">"))
+    )
+    f = finding(a, "iron_deficiency")
+    assert f.actionable and "TSAT <6.67 %" in f.summary
+    assert any("TSAT <6.67 % computed" in (e.note or "") for e in f.evidence)
+
+
+def test_a_computed_tsat_bounded_from_above_never_says_iron_is_not_indicated(run):
+    # Iron 500, TIBC '>1000': TSAT < 50 %, which may well be under the 45 % ceiling. Before, it was
+    # read as exactly 50 % and a ferritin of 30 got "iron not indicated".
+    when = F.at(10)
+    a = run(
+        rls_patient(F.ferritin(30), F.iron(500, effective=when), F.tibc(1000, effective=when, comparator=">"))
+    )
+    f = finding(a, "iron_deficiency")
+    assert "iron not indicated" not in f.summary and f.data["band"] == "oral_or_iv"
+    assert "TSAT is known only as <50 %: confirm it is < 45 %" in f.reasoning
+
+
+def test_a_tsat_bounded_from_below_never_shows_a_low_tsat(run):
+    # Iron '>10' or TIBC '<100' only bound the TSAT from below: 2.5 % is not "TSAT < 20 %".
+    when = F.at(10)
+    for iron, tibc in (
+        (F.iron(10, effective=when, comparator=">"), F.tibc(400, effective=when)),
+        (F.iron(5, effective=when), F.tibc(100, effective=when, comparator="<")),
+    ):
+        assert "iron_deficiency" not in causes(run(rls_patient(F.ferritin(150), iron, tibc)))
+    assert "iron_deficiency" not in causes(run(rls_patient(F.ferritin(150), F.tsat(5, comparator=">"))))
+
+
+def test_iron_and_tibc_bounded_in_opposite_directions_give_no_tsat(run):
+    when = F.at(10)
+    iron, tibc = F.iron(10, effective=when, comparator="<"), F.tibc(100, effective=when, comparator="<")
+    a = run(rls_patient(F.ferritin(150), iron, tibc))
+    assert "iron_deficiency" not in causes(a)
+
+
+def test_esrd_rule_needs_values_that_show_both_are_low(run):
+    esrd = F.condition(F.ICD10, "N18.6", "End stage renal disease")
+    a = run(rls_patient(esrd, F.ferritin(150, comparator=">"), F.tsat(15)))
+    assert "iron_deficiency" not in causes(a)
+
+
 def test_ferritin_in_iv_only_band_75_to_100(run):
     for value in (76, 100):
         f = finding(run(rls_patient(F.ferritin(value), F.tsat(30))), "iron_deficiency")

@@ -34,7 +34,8 @@ from rls_cds.core.findings import (
 class IronStatus:
     ferritin: LabFact | None
     tsat: LabFact | None  # measured TSAT
-    computed: tuple[float, LabFact, LabFact] | None  # TSAT from iron/TIBC of the same draw
+    # TSAT from iron/TIBC of the same draw: (value, iron, TIBC, comparator of the TSAT or '')
+    computed: tuple[float, LabFact, LabFact, str] | None
     stale: list[LabFact]
     pending: list[LabFact]
     unread: list[LabFact]  # ferritin/TSAT in the window whose unit could not be converted
@@ -55,6 +56,17 @@ class IronStatus:
             return None
         return lab.value if lab is self.tsat else self.computed[0]
 
+    @property
+    def tsat_comparator(self) -> str:
+        """'<' or '>' when the TSAT value is only a bound ('<5' measured, or a TIBC of '>450')."""
+        lab = self.tsat_lab
+        if lab is None:
+            return ""
+        return (lab.comparator or "") if lab is self.tsat else self.computed[3]
+
+    def tsat_text(self) -> str:
+        return f"{self.tsat_comparator}{num(self.tsat_value)}"
+
     def read_result(self, analyte: str) -> LabFact | None:
         """The readable result the rules judged for 'ferritin' or 'tsat' (None when there is none)."""
         return self.ferritin if analyte == "ferritin" else self.tsat_lab
@@ -64,8 +76,8 @@ class IronStatus:
         if lab is not None and lab is self.tsat:
             return [lab_evidence(lab)]
         if self.computed:
-            value, iron, tibc = self.computed
-            note = f"TSAT {num(value)} % computed as iron / TIBC x 100 (same draw)"
+            value, iron, tibc, comparator = self.computed
+            note = f"TSAT {comparator}{num(value)} % computed as iron / TIBC x 100 (same draw)"
             return [lab_evidence(iron, note), lab_evidence(tibc, note)]
         return []
 
@@ -82,8 +94,9 @@ def iron_status(ctx: Context) -> IronStatus:
     computed = None
     for iron in irons:  # newest first; the TIBC must come from the same draw (same collection time)
         tibc = tibcs.get(iron.date)
-        if tibc is not None:
-            computed = (iron.value / tibc.value * 100.0, iron, tibc)
+        comparator = _ratio_comparator(iron, tibc) if tibc is not None else None
+        if comparator is not None:
+            computed = (iron.value / tibc.value * 100.0, iron, tibc, comparator)
             break
     relevant = ("ferritin", "tsat", "iron", "tibc")
     current = {id(x) for x in ferritins} | {id(x) for x in tsats}
@@ -116,6 +129,17 @@ def iron_status(ctx: Context) -> IronStatus:
     return status
 
 
+def _ratio_comparator(iron: LabFact, tibc: LabFact) -> str | None:
+    """The comparator of iron / TIBC: '<' when the iron is an upper bound or the TIBC a lower one
+    ('<10', '>450'), '>' the other way round, '' when both are exact, None when the bounds pull
+    in opposite directions (no TSAT can be read from that draw)."""
+    up = (iron.comparator or "")[:1] == "<" or (tibc.comparator or "")[:1] == ">"
+    down = (iron.comparator or "")[:1] == ">" or (tibc.comparator or "")[:1] == "<"
+    if up and down:
+        return None
+    return "<" if up else ">" if down else ""
+
+
 # Said only when the ferritin is what qualifies: next to ferritin 215 + TSAT 13 % it misleads.
 NORMAL_FERRITIN_NOTE = "Lab-normal ferritin values can still meet this RLS threshold. "
 
@@ -134,20 +158,25 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
     # unless what was read already settles it (TSAT >= 45 %: no iron; ESRD with ferritin >= 200).
     cid = "iron_deficiency"
     tsat, ferritin = s.tsat_value, s.ferritin
-    tsat_known = tsat is not None and not _below_only(s.tsat_lab)
+    tsat_known = tsat is not None and not _below_only(s.tsat_comparator)
     if tsat_known and tsat >= ctx.threshold(cid, "tsat_iron_not_indicated"):
         newer = [x for x in newer if x.analyte != "ferritin"]
     if s.esrd and tsat_known and tsat >= ctx.threshold(cid, "esrd_tsat_low"):
         newer = [x for x in newer if x.analyte != "ferritin"]  # ESRD rule fails on the TSAT alone
-    ferritin_known = ferritin is not None and not _below_only(ferritin)
+    ferritin_known = ferritin is not None and not _below_only(ferritin.comparator)
     if s.esrd and ferritin_known and ferritin.value >= ctx.threshold(cid, "esrd_ferritin_low"):
         newer = [x for x in newer if x.analyte != "tsat"]
     return [_unread_result_finding(ctx, newer[0], cause=cid)] if newer else []
 
 
-def _below_only(lab: LabFact | None) -> bool:
+def _below_only(comparator: str | None) -> bool:
     """'<50': the value is an upper bound only, so it cannot show that a floor is reached."""
-    return lab is not None and lab.comparator in ("<", "<=")
+    return comparator in ("<", "<=")
+
+
+def _above_only(comparator: str | None) -> bool:
+    """'>5': the value is a lower bound only, so it cannot show that a ceiling is not passed."""
+    return comparator in (">", ">=")
 
 
 def _unread_beside(s: IronStatus) -> list[LabFact]:
@@ -187,6 +216,10 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
     diagnoses = ctx.facts.by_cause(cid)
     f = s.ferritin.value if s.ferritin else None
     tsat = s.tsat_value
+    # A bound shows one side only: '>10' cannot show a value is low, '<50' cannot show it is high.
+    f_low = None if f is None or _above_only(s.ferritin.comparator) else f
+    tsat_low = None if tsat is None or _above_only(s.tsat_comparator) else tsat
+    tsat_unsure = tsat is None or (_below_only(s.tsat_comparator) and tsat >= tsat_ceiling)
     evidence = ([lab_evidence(s.ferritin)] if s.ferritin else []) + s.tsat_evidence()
     if s.ferritin is None and tsat is None:
         evidence += [condition_evidence(c) for c in diagnoses]  # labs decide when present
@@ -196,12 +229,12 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
 
     if s.esrd:
         evidence += [condition_evidence(c, "ESRD: the ESRD iron rule applies") for c in s.esrd]
-        if f is not None and f < esrd_ferritin and tsat is not None and tsat < esrd_tsat:
+        if f_low is not None and f_low < esrd_ferritin and tsat_low is not None and tsat_low < esrd_tsat:
             return [
                 _iron_finding(
                     ctx,
                     s,
-                    summary=f"{ftxt}, TSAT {num(tsat)} % in ESRD: consider IV iron sucrose for RLS",
+                    summary=f"{ftxt}, TSAT {s.tsat_text()} % in ESRD: consider IV iron sucrose for RLS",
                     reasoning=(
                         f"In ESRD, ferritin < {num(esrd_ferritin)} ng/mL with TSAT < {num(esrd_tsat)} % "
                         f"meets the iron criterion ({ref}); ferritin is raised by CKD and inflammation, "
@@ -213,7 +246,7 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
                     data={**data, "band": "esrd"},
                 )
             ]
-        if f is not None and f < esrd_ferritin and tsat is None:
+        if f_low is not None and f_low < esrd_ferritin and tsat is None:
             return [
                 make(
                     ctx,
@@ -229,7 +262,7 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
             ]
         return []
 
-    if tsat is not None and tsat >= tsat_ceiling and not _below_only(s.tsat_lab):
+    if tsat is not None and tsat >= tsat_ceiling and not _below_only(s.tsat_comparator):
         if f is not None and f <= iv_max or diagnoses:
             return [
                 make(
@@ -246,19 +279,18 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
             ]
         return []
 
-    if (f is not None and f <= ferritin_max) or (tsat is not None and tsat < tsat_min):
+    low_ferritin = f_low is not None and f_low <= ferritin_max
+    if low_ferritin or (tsat_low is not None and tsat_low < tsat_min):
         why = []
-        if f is not None and f <= ferritin_max:
+        if low_ferritin:
             why.append(f"ferritin {num(f)} ng/mL <= {num(ferritin_max)}")
-        if tsat is not None and tsat < tsat_min:
-            why.append(f"TSAT {num(tsat)} % < {num(tsat_min)}")
-        low_ferritin = f is not None and f <= ferritin_max
+        if tsat_low is not None and tsat_low < tsat_min:
+            why.append(f"TSAT {s.tsat_text()} % < {num(tsat_min)}")
         if low_ferritin:
             fields = lab_fields("Ferritin", s.ferritin)
         else:
             lead = s.tsat_lab
-            shown = f"{lead.comparator or ''}{num(tsat)}" if lead is s.tsat else num(tsat)
-            fields = {"label": "TSAT", "value": shown, "unit": "%", "date": day(lead.date)}
+            fields = {"label": "TSAT", "value": s.tsat_text(), "unit": "%", "date": day(lead.date)}
         return [
             _iron_finding(
                 ctx,
@@ -269,14 +301,14 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
                     f"(ferritin <= {num(ferritin_max)} ng/mL or TSAT < {num(tsat_min)} %, with TSAT < "
                     f"{num(tsat_ceiling)} %). "
                     f"{NORMAL_FERRITIN_NOTE if low_ferritin else ''}"
-                    f"{'' if tsat is not None else f'No readable TSAT: confirm it is < {num(tsat_ceiling)} %. '}"  # noqa: E501
+                    f"{_tsat_to_confirm(s, tsat_ceiling) if tsat_unsure else ''}"
                     f"Source: {ref}."
                 ),
                 evidence=evidence,
                 data={**data, "band": "oral_or_iv"},
             )
         ]
-    if f is not None and ferritin_max < f <= iv_max:
+    if f_low is not None and ferritin_max < f_low <= iv_max:
         return [
             _iron_finding(
                 ctx,
@@ -285,7 +317,7 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
                 reasoning=(
                     f"Ferritin above {num(ferritin_max)} and up to {num(iv_max)} ng/mL with TSAT < "
                     f"{num(tsat_ceiling)} %: AASM 2024 suggests IV iron only (oral iron is poorly absorbed "
-                    f"at this level). {'No readable TSAT: confirm it first. ' if tsat is None else ''}"
+                    f"at this level). {_tsat_to_confirm(s, tsat_ceiling) if tsat_unsure else ''}"
                     f"Source: {ref}."
                 ),
                 action="Consider IV iron (e.g. ferric carboxymaltose); oral iron is not expected to help.",
@@ -322,6 +354,12 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
             )
         ]
     return []
+
+
+def _tsat_to_confirm(s: IronStatus, ceiling: float) -> str:
+    if s.tsat_value is None:
+        return f"No readable TSAT: confirm it is < {num(ceiling)} %. "
+    return f"TSAT is known only as {s.tsat_text()} %: confirm it is < {num(ceiling)} %. "
 
 
 def _diagnosis_card_orders_studies(ctx: Context, s: IronStatus, diagnoses: list[ConditionFact]) -> bool:

@@ -77,6 +77,28 @@ def test_missing_patient_id_is_400(cds_server, services):
     _assert_error(cds_server.post(f"/cds-services/{services['patient-view']['id']}", body), 400)
 
 
+@pytest.mark.parametrize(
+    "pid", ["Patient/", "patient/p1", "p 1", "p1\n", "x" * 65, " p1", "Patient/p1?x=1", "a/b"]
+)
+def test_patient_id_that_names_no_patient_is_400(cds_server, services, pid):
+    # Before, such an id matched no subject: every resource was "another patient's" and the EHR got
+    # an empty answer, as if the record held nothing.
+    body = data.hook_request("patient-view", "p1", {})
+    body["context"]["patientId"] = pid
+    resp = _assert_error(cds_server.post(f"/cds-services/{services['patient-view']['id']}", body), 400)
+    assert "'context.patientId' must be a FHIR id" in resp["detail"]
+    assert pid.strip() not in resp["detail"]  # the id itself is never echoed
+
+
+@pytest.mark.parametrize(
+    "pid", ["p1", "a.b-C9", "Patient/p1", "https://ehr.example/fhir/Patient/p1/_history/2"]
+)
+def test_patient_id_as_id_or_patient_reference_is_accepted(cds_server, services, pid):
+    body = data.hook_request("patient-view", "p1", {})
+    body["context"]["patientId"] = pid
+    assert cds_server.post(f"/cds-services/{services['patient-view']['id']}", body).status_code == 200
+
+
 def test_hook_not_matching_service_is_400(cds_server, services):
     body = data.hook_request("order-sign", "p1", {}, drafts=[])
     _assert_error(

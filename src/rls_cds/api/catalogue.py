@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
+from rls_cds.fhir.ids import FHIR_ID
+
 SUPPORTED_HOOKS = {"patient-view", "order-select", "order-sign", "medication-prescribe"}
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
-# FHIR id syntax: a token value outside it could inject query parameters or paths.
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 class CatalogueError(Exception):
@@ -119,7 +119,7 @@ def render_query(template: str, context: dict) -> str | None:
     def sub(m: re.Match) -> str:
         nonlocal missing
         v = values.get(m.group(1))
-        if not v or not _FHIR_ID.fullmatch(v):
+        if not v or not FHIR_ID.match(v):  # anything else could inject query parameters or paths
             missing = True
             return ""
         return v

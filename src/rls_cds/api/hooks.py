@@ -26,7 +26,9 @@ from rls_cds.api.models import CardsResponse, HookRequest, error_responses, requ
 from rls_cds.api.prefetch import CORE_KINDS, deadline_from, gather, prefetch_failures
 from rls_cds.api.runtime import Runtime
 from rls_cds.api.suppression import patient_key
+from rls_cds.core.facts import patient_of_reference
 from rls_cds.fhir.base_url import base_url_problem
+from rls_cds.fhir.ids import FHIR_ID
 from rls_cds.security.logs import safe_request_id
 
 log = logging.getLogger("rls_cds.api")
@@ -56,6 +58,13 @@ def _validate(obj: dict, service: Service) -> dict:
         context = {**context, "patientId": obj["patient"]}  # CDS Hooks 1.0 top-level patient
     if not isinstance(context.get("patientId"), str) or not context["patientId"]:
         raise ApiError(400, "invalid_request", "'context.patientId' is required and must be a string")
+    if not _is_patient_id(context["patientId"]):
+        raise ApiError(
+            400,
+            "invalid_request",
+            "'context.patientId' must be a FHIR id (letters, digits, '-' and '.', at most 64) "
+            "or a Patient reference",
+        )
     for name, kinds in (("prefetch", dict), ("fhirAuthorization", dict), ("fhirServer", str)):
         if obj.get(name) is not None and not isinstance(obj[name], kinds):
             raise ApiError(400, "invalid_request", f"'{name}' has the wrong type")
@@ -68,6 +77,13 @@ def _validate(obj: dict, service: Service) -> dict:
     if hook == "medication-prescribe" and not isinstance(context.get("medications"), dict | list):
         raise ApiError(400, "invalid_request", "'context.medications' is required")
     return context
+
+
+def _is_patient_id(value: str) -> bool:
+    """An id ('p1') or a reference naming one ('Patient/p1', 'https://ehr/fhir/Patient/p1'). Anything
+    else ('Patient/', 'patient/p1') named nobody: every resource then looked like another patient's."""
+    ref = patient_of_reference(value) if "/" in value else f"Patient/{value}"
+    return ref is not None and FHIR_ID.match(ref.removeprefix("Patient/")) is not None
 
 
 def _access_token(obj: dict) -> str | None:

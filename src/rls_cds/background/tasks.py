@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -31,11 +30,11 @@ from rls_cds.background.celery_app import app
 from rls_cds.background.store import Store
 from rls_cds.fhir.base_url import base_url_problem
 from rls_cds.fhir.client import FhirFetchError, fetch_search
+from rls_cds.fhir.ids import FHIR_ID
 from rls_cds.settings import get_settings
 
 log = logging.getLogger("rls_cds.background")
 
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # FHIR failures worth retrying (the server or the network may recover; a token may be refreshed).
 RETRYABLE_FHIR = ("timeout", "deadline", "connection", "request", "http_401", "http_403", "http_429")
 # A task delivered this many times more than its retries allow has been killing workers: stop it.

@@ -26,8 +26,9 @@ from typing import Any
 
 import yaml
 
+from rls_cds.fhir.ids import FHIR_ID
+
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _KEYS = {
     "title",
     "fhir_server",
@@ -111,11 +112,11 @@ def _panel(pid: str, body: Any, where: str) -> Panel:
         raise bad("strategy 'bulk' exports a Group: give 'group' (or use strategy 'search')")
     patients = body.get("patients") or ()
     if patients and (
-        not isinstance(patients, list) or not all(isinstance(p, str) and _FHIR_ID.match(p) for p in patients)
+        not isinstance(patients, list) or not all(isinstance(p, str) and FHIR_ID.match(p) for p in patients)
     ):
         raise bad("'patients' must be a list of FHIR ids")
     group = body.get("group")
-    if group is not None and not (isinstance(group, str) and _FHIR_ID.match(group)):
+    if group is not None and not (isinstance(group, str) and FHIR_ID.match(group)):
         raise bad("'group' must be a FHIR id")
     search = body.get("search")
     if search is not None and not (isinstance(search, str) and search.startswith("Patient?")):

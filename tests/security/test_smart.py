@@ -147,6 +147,23 @@ def test_invalid_config_names_file_and_key(tmp_path, entry, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("base", "message"),
+    [
+        ("http://[::1/fhir", "is not a well-formed URL"),  # was a ValueError traceback at start-up
+        ("https://user:pw@fhir.example.org/r4", "must not carry credentials"),
+        ("https://fhir.example.org/r4?x=1", "must not carry a query"),
+        ("fhir.example.org/r4", "must be an absolute http(s) URL"),
+    ],
+)
+def test_server_key_gets_the_same_base_url_check_as_a_hook(tmp_path, base, message):
+    path = tmp_path / "servers.yaml"
+    path.write_text(yaml.safe_dump({"servers": {base: {}}}))
+    with pytest.raises(FhirServersError) as err:
+        load_fhir_servers(_settings(path))
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
 def test_key_must_match_alg(fhir_server, tmp_path):
     path = fhir_server.write_fhir_servers_file(tmp_path / "s.yaml", alg="ES384")
     doc = yaml.safe_load(path.read_text())

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from rls_cds.fhir.base_url import base_url_problem
 from rls_cds.security.outbound import ForbiddenDestination, check_destination, same_origin
 
 ALGS = ("RS384", "ES384")
@@ -152,8 +153,9 @@ def _parse_entry(file: Path, base: str, entry: Any) -> FhirServerConfig:
     unknown = sorted(set(entry) - _KEYS)
     if unknown:
         raise _key_error(where, f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(_KEYS))})")
-    if urlsplit(base).scheme not in ("http", "https") or not urlsplit(base).hostname:
-        raise _key_error(where, "the server key must be an http(s) FHIR base URL")
+    problem = base_url_problem(base.strip())  # the check every fhirServer of a hook gets
+    if problem:
+        raise _key_error(where, f"the server key must be an http(s) FHIR base URL: it {problem}")
     scopes = entry.get("scopes", DEFAULT_SCOPES)
     if isinstance(scopes, list) and all(isinstance(s, str) for s in scopes):
         scopes = " ".join(scopes)

@@ -78,7 +78,18 @@ def test_missing_patient_id_is_400(cds_server, services):
 
 
 @pytest.mark.parametrize(
-    "pid", ["Patient/", "patient/p1", "p 1", "p1\n", "x" * 65, " p1", "Patient/p1?x=1", "a/b"]
+    "pid",
+    [
+        "Patient/",
+        "patient/p1",
+        "p 1",
+        "p1\n",
+        "x" * 65,
+        " p1",
+        "Patient/p1?x=1",
+        "a/b",
+        "https://ehr/Patient/p1/Observation/x",
+    ],
 )
 def test_patient_id_that_names_no_patient_is_400(cds_server, services, pid):
     # Before, such an id matched no subject: every resource was "another patient's" and the EHR got

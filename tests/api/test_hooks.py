@@ -211,6 +211,19 @@ def test_patient_id_sent_as_an_absolute_reference_still_reads_the_record(cds_ser
     assert "iron_deficiency" in causes(_call(cds_server, svc, body))
 
 
+def test_patient_reference_without_prefetch_is_queried_by_its_id(
+    cds_server, services, fhir_server, fhir_patients
+):
+    # The reference form passed validation but every FHIR query was skipped ("not a FHIR id").
+    svc = services["patient-view"]
+    pid = fhir_patients["low_iron_ssri"]
+    body = data.hook_request("patient-view", pid, None, fhir_server.base_url, fhir_server.token)
+    body["context"]["patientId"] = f"{fhir_server.base_url}/Patient/{pid}/_history/1"
+    cards = _call(cds_server, svc, body)
+    assert "iron_deficiency" in causes(cards)
+    assert all("not available" not in (c.get("detail") or "") for c in cards)
+
+
 # --- FHIR server faults: answer in time with what is known, never claim absent labs ---------------
 
 
@@ -302,5 +315,5 @@ def test_patient_id_outside_fhir_id_syntax_is_never_put_in_a_query(
     seen = fault_proxy.requests_seen
     body = data.hook_request("patient-view", "x&_include=*", None, fault_proxy.base_url, fhir_server.token)
     resp = cds_server.post(f"/cds-services/{svc['id']}", body)
-    assert resp.status_code == 200
+    assert resp.status_code == 400 and "must be a FHIR id" in resp.json()["detail"]
     assert fault_proxy.requests_seen == seen

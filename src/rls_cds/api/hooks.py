@@ -8,6 +8,7 @@ error log, because an internal failure must never turn into advice.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -26,7 +27,6 @@ from rls_cds.api.models import CardsResponse, HookRequest, error_responses, requ
 from rls_cds.api.prefetch import CORE_KINDS, deadline_from, gather, prefetch_failures
 from rls_cds.api.runtime import Runtime
 from rls_cds.api.suppression import patient_key
-from rls_cds.core.facts import patient_of_reference
 from rls_cds.fhir.base_url import base_url_problem
 from rls_cds.fhir.ids import FHIR_ID
 from rls_cds.security.logs import safe_request_id
@@ -58,13 +58,16 @@ def _validate(obj: dict, service: Service) -> dict:
         context = {**context, "patientId": obj["patient"]}  # CDS Hooks 1.0 top-level patient
     if not isinstance(context.get("patientId"), str) or not context["patientId"]:
         raise ApiError(400, "invalid_request", "'context.patientId' is required and must be a string")
-    if not _is_patient_id(context["patientId"]):
+    patient_id = _patient_id(context["patientId"])
+    if patient_id is None:
         raise ApiError(
             400,
             "invalid_request",
             "'context.patientId' must be a FHIR id (letters, digits, '-' and '.', at most 64) "
             "or a Patient reference",
         )
+    if patient_id != context["patientId"]:  # one form for queries, store keys and background work
+        context = {**context, "patientId": patient_id}
     for name, kinds in (("prefetch", dict), ("fhirAuthorization", dict), ("fhirServer", str)):
         if obj.get(name) is not None and not isinstance(obj[name], kinds):
             raise ApiError(400, "invalid_request", f"'{name}' has the wrong type")
@@ -79,11 +82,17 @@ def _validate(obj: dict, service: Service) -> dict:
     return context
 
 
-def _is_patient_id(value: str) -> bool:
-    """An id ('p1') or a reference naming one ('Patient/p1', 'https://ehr/fhir/Patient/p1'). Anything
-    else ('Patient/', 'patient/p1') named nobody: every resource then looked like another patient's."""
-    ref = patient_of_reference(value) if "/" in value else f"Patient/{value}"
-    return ref is not None and FHIR_ID.match(ref.removeprefix("Patient/")) is not None
+# 'Patient/p1', 'https://ehr/fhir/Patient/p1', either with '/_history/<version>'.
+_PATIENT_REFERENCE = re.compile(r"(?:[^?#\s]*/)?Patient/([^/?#\s]+)(?:/_history/[A-Za-z0-9\-.]{1,64})?\Z")
+
+
+def _patient_id(value: str) -> str | None:
+    """The id of an id ('p1') or of a reference naming one, else None: 'Patient/', 'patient/p1' or
+    ' p1' named nobody, and every resource then looked like another patient's (an empty answer)."""
+    if FHIR_ID.match(value):
+        return value
+    m = _PATIENT_REFERENCE.match(value)
+    return m.group(1) if m and FHIR_ID.match(m.group(1)) else None
 
 
 def _access_token(obj: dict) -> str | None:

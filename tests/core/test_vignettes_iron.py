@@ -63,14 +63,14 @@ def test_tsat_computed_from_si_units(run):
 
 def test_tibc_above_the_assay_range_makes_the_computed_tsat_an_upper_bound(run):
     # Iron 30 ug/dL, TIBC reported as '>450': TSAT is below 6.7 %. That still shows a low TSAT, and
-    # the card says "<6.67", never an exact value nobody measured.
+    # the card says "<6.7", never an exact value nobody measured.
     when = F.at(10)
     a = run(
         rls_patient(F.ferritin(150), F.iron(30, effective=when), F.tibc(450, effective=when, comparator=">"))
     )
     f = finding(a, "iron_deficiency")
-    assert f.actionable and "TSAT <6.67 %" in f.summary
-    assert any("TSAT <6.67 % computed" in (e.note or "") for e in f.evidence)
+    assert f.actionable and "TSAT <6.7 %" in f.summary
+    assert any("TSAT <6.7 % computed" in (e.note or "") for e in f.evidence)
 
 
 def test_a_computed_tsat_bounded_from_above_never_says_iron_is_not_indicated(run):
@@ -96,11 +96,50 @@ def test_a_tsat_bounded_from_below_never_shows_a_low_tsat(run):
     assert "iron_deficiency" not in causes(run(rls_patient(F.ferritin(150), F.tsat(5, comparator=">"))))
 
 
-def test_iron_and_tibc_bounded_in_opposite_directions_give_no_tsat(run):
+def test_iron_and_tibc_bounded_in_opposite_directions_are_a_tsat_to_read_by_hand(run):
     when = F.at(10)
-    iron, tibc = F.iron(10, effective=when, comparator="<"), F.tibc(100, effective=when, comparator="<")
-    a = run(rls_patient(F.ferritin(150), iron, tibc))
-    assert "iron_deficiency" not in causes(a)
+    iron = F.iron(10, effective=when, comparator="<", rid="fe-lt")
+    tibc = F.tibc(100, effective=when, comparator="<")
+    f = finding(run(rls_patient(F.ferritin(150), iron, tibc)), "iron_deficiency")
+    assert not f.actionable and "opposite limits: no TSAT can be computed" in f.summary
+    assert "iron <10 / TIBC <100" in f.summary and f.evidence[0].resource == "Observation/fe-lt"
+    # Alone, such a draw is a result that exists: never "no iron studies in 12 months".
+    a = run(rls_patient(iron, tibc))
+    assert "iron_studies_missing" in causes(a)
+    assert not finding(a, "iron_studies_missing").actionable
+    assert "no ferritin" not in finding(a, "iron_studies_missing").summary.lower()
+
+
+def test_a_newer_draw_that_gives_no_tsat_makes_the_older_low_tsat_information(run):
+    old, new = F.at(200), F.at(10)
+    older = (F.iron(30, effective=old), F.tibc(400, effective=old))  # TSAT 7.5 %
+    newer = (F.iron(10, effective=new, comparator="<"), F.tibc(100, effective=new, comparator="<"))
+    f = finding(run(rls_patient(F.ferritin(150), *older, *newer)), "iron_deficiency")
+    assert not f.actionable and "A newer TSAT result" in f.reasoning
+
+
+def test_a_tsat_known_only_as_a_lower_bound_under_45_is_to_be_confirmed(run):
+    when = F.at(10)
+    a = run(
+        rls_patient(F.ferritin(50), F.iron(150, effective=when, comparator=">"), F.tibc(450, effective=when))
+    )
+    f = finding(a, "iron_deficiency")
+    assert "TSAT is known only as >33.3 %: confirm it is < 45 %" in f.reasoning
+
+
+def test_upper_bounds_at_a_threshold_meet_it_and_show_their_comparator(run):
+    f = finding(run(rls_patient(F.ferritin(150), F.tsat(20, comparator="<"))), "iron_deficiency")
+    assert f.actionable and "TSAT <20 %" in f.reasoning
+    f = finding(run(rls_patient(F.ferritin(10, comparator="<"))), "iron_deficiency")
+    assert "Ferritin <10 ng/mL <= 75" in f.reasoning
+    ceiling = finding(run(rls_patient(F.ferritin(60), F.tsat(50, comparator=">"))), "iron_deficiency")
+    assert "TSAT >50 % (>= 45 %): iron not indicated" in ceiling.summary
+
+
+def test_esrd_with_a_lower_bound_tsat_asks_for_a_tsat(run):
+    esrd = F.condition(F.ICD10, "N18.6", "End stage renal disease")
+    f = finding(run(rls_patient(esrd, F.ferritin(100), F.tsat(10, comparator=">"))), "iron_deficiency")
+    assert "TSAT needed" in f.summary and "known only as >10 %" in f.reasoning
 
 
 def test_esrd_rule_needs_values_that_show_both_are_low(run):

@@ -107,6 +107,7 @@ UNREADABLE = {
     "value": "value is not a usable number",
     "invalid": "not valid FHIR R4",
     "undated": "no date, so its age is unknown",
+    "bounds": "iron and TIBC are opposite limits: no TSAT can be computed",
 }
 
 

@@ -3,7 +3,7 @@ computed from iron/TIBC of the same draw, the TSAT ceiling, the ESRD rule, 12-mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rls_cds.core.facts import ConditionFact, LabFact, MedFact
 from rls_cds.core.findings import (
@@ -92,12 +92,18 @@ def iron_status(ctx: Context) -> IronStatus:
     irons = ctx.recent((x for x in labs if x.analyte == "iron" and x.value is not None), window)
     tibcs = {x.date: x for x in labs if x.analyte == "tibc" and x.value is not None and x.value > 0}
     computed = None
+    unbounded = []  # newer draws whose TSAT exists but cannot be computed
     for iron in irons:  # newest first; the TIBC must come from the same draw (same collection time)
         tibc = tibcs.get(iron.date)
-        comparator = _ratio_comparator(iron, tibc) if tibc is not None else None
-        if comparator is not None:
-            computed = (iron.value / tibc.value * 100.0, iron, tibc, comparator)
-            break
+        if tibc is None:
+            continue
+        comparator = _ratio_comparator(iron, tibc)
+        if comparator is None:
+            unbounded.append(_unreadable_tsat(iron, tibc))
+            continue
+        # One decimal, as a lab reports it: 19.97 must not be "TSAT 20 % < 20".
+        computed = (round(iron.value / tibc.value * 100.0, 1), iron, tibc, comparator)
+        break
     relevant = ("ferritin", "tsat", "iron", "tibc")
     current = {id(x) for x in ferritins} | {id(x) for x in tsats}
     stale = sorted(
@@ -107,7 +113,11 @@ def iron_status(ctx: Context) -> IronStatus:
     )
     pending = ctx.recent((x for x in ctx.facts.pending_labs if x.analyte in relevant), window)
     # Undated ones included: a result without a date may be recent, never "no iron studies" because of it.
-    unread = ctx.unread(("ferritin", "tsat"), window)
+    unread = sorted(
+        ctx.unread(("ferritin", "tsat"), window) + unbounded,
+        key=lambda x: (x.date is not None, x.date),
+        reverse=True,
+    )
     esrd = [c for c in ctx.facts.by_cause("kidney_disease") if c.qualifier == "esrd" and not c.tentative]
     iron_orders = [
         m
@@ -138,6 +148,12 @@ def _ratio_comparator(iron: LabFact, tibc: LabFact) -> str | None:
     if up and down:
         return None
     return "<" if up else ">" if down else ""
+
+
+def _unreadable_tsat(iron: LabFact, tibc: LabFact) -> LabFact:
+    """The TSAT of a draw whose iron and TIBC bounds pull apart: a result that exists, unread."""
+    shown = f"iron {iron.comparator}{num(iron.value)} / TIBC {tibc.comparator}{num(tibc.value)} {tibc.unit}"
+    return replace(iron, analyte="tsat", unreadable="bounds", raw_value=shown, raw_unit=None)
 
 
 # Said only when the ferritin is what qualifies: next to ferritin 215 + TSAT 13 % it misleads.
@@ -172,6 +188,11 @@ def iron_deficiency(ctx: Context) -> list[Finding]:
 def _below_only(comparator: str | None) -> bool:
     """'<50': the value is an upper bound only, so it cannot show that a floor is reached."""
     return comparator in ("<", "<=")
+
+
+def _under(value: float | None, comparator: str | None, limit: float) -> bool:
+    """Shows a value below ``limit``: 15 < 20, and '<20' too (the lab says it is under 20)."""
+    return value is not None and (value < limit or (comparator == "<" and value <= limit))
 
 
 def _above_only(comparator: str | None) -> bool:
@@ -219,7 +240,12 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
     # A bound shows one side only: '>10' cannot show a value is low, '<50' cannot show it is high.
     f_low = None if f is None or _above_only(s.ferritin.comparator) else f
     tsat_low = None if tsat is None or _above_only(s.tsat_comparator) else tsat
-    tsat_unsure = tsat is None or (_below_only(s.tsat_comparator) and tsat >= tsat_ceiling)
+    tsat_unsure = (
+        tsat is None
+        or (_below_only(s.tsat_comparator) and tsat >= tsat_ceiling)
+        or (_above_only(s.tsat_comparator) and tsat < tsat_ceiling)
+    )
+    f_cmp = s.ferritin.comparator if s.ferritin else None
     evidence = ([lab_evidence(s.ferritin)] if s.ferritin else []) + s.tsat_evidence()
     if s.ferritin is None and tsat is None:
         evidence += [condition_evidence(c) for c in diagnoses]  # labs decide when present
@@ -229,7 +255,8 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
 
     if s.esrd:
         evidence += [condition_evidence(c, "ESRD: the ESRD iron rule applies") for c in s.esrd]
-        if f_low is not None and f_low < esrd_ferritin and tsat_low is not None and tsat_low < esrd_tsat:
+        ferritin_low = _under(f_low, f_cmp, esrd_ferritin)
+        if ferritin_low and _under(tsat_low, s.tsat_comparator, esrd_tsat):
             return [
                 _iron_finding(
                     ctx,
@@ -246,14 +273,15 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
                     data={**data, "band": "esrd"},
                 )
             ]
-        if f_low is not None and f_low < esrd_ferritin and tsat is None:
+        if ferritin_low and (tsat is None or tsat_low is None):
+            known = "no readable TSAT" if tsat is None else f"the TSAT is known only as {s.tsat_text()} %"
             return [
                 make(
                     ctx,
                     cid,
                     summary=f"{ftxt} in ESRD: TSAT needed to judge IV iron for RLS",
                     reasoning=f"In ESRD the iron criterion needs ferritin < {num(esrd_ferritin)} ng/mL and "
-                    f"TSAT < {num(esrd_tsat)} %; no readable TSAT in the look-back window.",
+                    f"TSAT < {num(esrd_tsat)} %; {known} in the look-back window.",
                     action="Measure transferrin saturation (iron panel).",
                     evidence=evidence,
                     actionable=False,
@@ -268,7 +296,8 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
                 make(
                     ctx,
                     cid,
-                    summary=f"{ftxt} but TSAT {num(tsat)} % (>= {num(tsat_ceiling)} %): iron not indicated",
+                    summary=f"{ftxt} but TSAT {s.tsat_text()} % (>= {num(tsat_ceiling)} %): "
+                    "iron not indicated",
                     reasoning=f"Iron therapy for RLS is given only when TSAT < {num(tsat_ceiling)} % "
                     "(RLS Foundation algorithm, Silber 2021; AASM 2024).",
                     action="No iron suggestion; consider other causes.",
@@ -280,11 +309,12 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
         return []
 
     low_ferritin = f_low is not None and f_low <= ferritin_max
-    if low_ferritin or (tsat_low is not None and tsat_low < tsat_min):
+    low_tsat = _under(tsat_low, s.tsat_comparator, tsat_min)
+    if low_ferritin or low_tsat:
         why = []
         if low_ferritin:
-            why.append(f"ferritin {num(f)} ng/mL <= {num(ferritin_max)}")
-        if tsat_low is not None and tsat_low < tsat_min:
+            why.append(f"ferritin {f_cmp or ''}{num(f)} ng/mL <= {num(ferritin_max)}")
+        if low_tsat:
             why.append(f"TSAT {s.tsat_text()} % < {num(tsat_min)}")
         if low_ferritin:
             fields = lab_fields("Ferritin", s.ferritin)

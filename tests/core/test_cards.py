@@ -65,12 +65,6 @@ def test_detail_names_values_units_dates_and_references(run):
     assert "AASM" in detail and "](https://pubmed.ncbi.nlm.nih.gov/39324694/)" in detail
 
 
-def test_the_strength_in_the_header_is_said_to_be_that_of_the_rls_link(run):
-    # A renal-dose card under "strength of evidence: weak" read as if the dose check were doubtful.
-    for card in run.cards(busy_patient()):
-        assert "strength of the evidence linking it to RLS: " in card["detail"].splitlines()[0]
-
-
 def test_prescribing_hooks_show_drafts_and_actionable_findings_only(run):
     drafts = [F.draft("349332", "escitalopram 10 MG Oral Tablet", rid="d-esc")]
     cards = run.cards(busy_patient(), hook="order-sign", drafts=drafts)

@@ -101,10 +101,7 @@ def _evidence_line(e: Evidence) -> str:
 def _detail(f: Finding, repairs: dict[str, list[str]]) -> str:
     """Markdown: why (rule-specific, with values), the evidence inside the cause's own detail text
     from causes.yaml (its ``{evidence}`` marker), lenient readings, the action, the reference."""
-    # The strength is that of the cause's link to RLS: next to a renal-dose warning, a bare
-    # "strength of evidence: weak" read as if the dose check itself were doubtful.
-    header = f"**{_md(f.title or f.cause)}** — strength of the evidence linking it to RLS: {f.strength}."
-    lines = [header, "", f.reasoning, ""]
+    lines = [f"**{_md(f.title or f.cause)}** — strength of evidence: {f.strength}.", "", f.reasoning, ""]
     bullets = "\n".join(_evidence_line(e) for e in f.evidence) or "- (none listed)"
     background = f.background or ""
     if "{evidence}" in background:

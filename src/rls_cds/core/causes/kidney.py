@@ -129,6 +129,8 @@ def kidney_disease(ctx: Context) -> list[Finding]:
             "clearance per the product label."
         )
         actionable = True
+        # The card's strength of evidence is that of the kidney-RLS link; the dose check is not.
+        reasoning += " The renal dose check itself is a product-label requirement, whatever that strength."
         if esrd:
             why = f"ESRD/dialysis ({esrd[0].code})"
         elif ckd:

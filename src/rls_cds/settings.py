@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +21,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RLS_", extra="ignore", validate_default=True)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
     # --- HTTP service -------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
@@ -27,7 +33,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     # Development mode: no authentication, loopback only, loud warnings. Only `rls-cds serve --dev` sets it.
     dev_mode: bool = False
-    log_level: str = "INFO"
+    # Python logging level; any case ('info' is INFO). Checked here: a typo used to pass
+    # `config check` and then stop `serve` with a traceback.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Uvicorn worker processes for the API (each is stateless).
     api_workers: int = Field(1, ge=1, le=64)
     # On SIGTERM the API stops accepting and gives in-flight requests this long to finish (seconds).

@@ -64,6 +64,9 @@ def test_user_name_alone_in_a_url_is_treated_as_a_token():
         ("RLS_HOOK_DEADLINE_SECONDS", "-1", ["evaluate", "patient.json"]),
         ("RLS_DEV_MODE", "maybe", ["worker"]),
         ("RLS_API_WORKERS", "0", ["config", "check"]),
+        # Passed `config check` and then stopped `serve` with a ValueError traceback.
+        ("RLS_LOG_LEVEL", "VERBOSE", ["config", "check"]),
+        ("RLS_LOG_LEVEL", "VERBOSE", ["serve"]),
     ],
 )
 def test_invalid_configuration_fails_every_command_naming_the_variable(variable, value, command):

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import stat
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +81,10 @@ def test_two_workers_same_report_and_nothing_new_the_second_time(export, tmp_pat
     assert {r["patient"] for r in rows} == set(_actionable(two))
     assert all(r["new"] == "no" for r in rows)
     assert orjson.loads(Path(two["files"]["json"]).read_bytes())["run"] == two["run"]
+    # Worklists hold patient ids and findings: the service's user only (they were 0644 in 0755).
+    for path in map(Path, two["files"].values()):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
 def test_malformed_lines_reported_with_file_and_line_rest_processed(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -150,13 +151,24 @@ def build_report(state: RunState, reports_dir: Path) -> dict:
 
 
 def write_files(report: dict, reports_dir: Path) -> dict:
+    """The run's JSON and CSV worklists, readable by the service's user only: they hold patient ids
+    and findings (PHI), and the host may have other users."""
     folder = reports_dir / _safe(report["panel"])
-    folder.mkdir(parents=True, exist_ok=True)
+    for level in (reports_dir, folder):
+        level.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)  # mkdir's mode is masked by the umask, and an older folder may be 0755
     json_path = folder / f"{_safe(report['run'])}.json"
     csv_path = folder / f"{_safe(report['run'])}.csv"
-    json_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    csv_path.write_text(worklist_csv(report), encoding="utf-8")
+    _write_private(json_path, orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    _write_private(csv_path, worklist_csv(report).encode("utf-8"))
     return {"json": str(json_path), "csv": str(csv_path)}
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left by an older version may be 0644
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
 
 
 def worklist_csv(report: dict) -> str:

@@ -135,3 +135,18 @@ def test_check_validates_the_trusted_issuers(tmp_path):
     )
     out = run_cli("config", "check", "--offline", env={"RLS_TRUSTED_ISSUERS_FILE": str(issuers)})
     assert out.returncode == 0, out.stderr
+
+
+def test_worker_without_terminology_refuses_to_start_naming_the_variable(tmp_path):
+    # It used to log "warm-up failed", go ready, and dead-letter every task it took.
+    missing = tmp_path / "no-tables"
+    out = run_cli(
+        "worker",
+        "--pool",
+        "solo",
+        env={"REDIS_URL": "redis://127.0.0.1:1/0", "RLS_TERMINOLOGY_DIR": str(missing)},
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert "refusing to start" in out.stderr and "RLS_TERMINOLOGY_DIR" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout

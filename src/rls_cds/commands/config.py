@@ -166,7 +166,7 @@ def _check_paths(settings) -> list[str]:
     return problems
 
 
-def _check_terminology(settings) -> list[str]:
+def terminology_problems(settings) -> list[str]:
     try:
         from rls_cds.terminology import load_terminology
     except ImportError:
@@ -210,7 +210,7 @@ def check_config(args) -> int:
     from rls_cds.settings import Settings
 
     settings = Settings()  # invalid values already stopped the CLI at start with a named variable
-    problems = _check_paths(settings) + _check_terminology(settings)
+    problems = _check_paths(settings) + terminology_problems(settings)
     if not problems:
         problems += _check_issuers(settings)
     if not args.offline:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 
 from rls_cds.commands.celery_setup import settings_with_broker
+from rls_cds.commands.config import terminology_problems
 
 
 def register(sub) -> None:
@@ -36,6 +38,13 @@ def run(args) -> int:
     unknown = sorted(set(queues) - set(QUEUES))
     if unknown:
         log.error("unknown queue(s)", extra={"queues": unknown, "known": list(QUEUES)})
+        return 2
+    # Without the tables every task would dead-letter ("terminology_unavailable") behind a worker
+    # that looks ready: refuse to start instead, naming the variable.
+    problems = terminology_problems(settings)
+    if problems:
+        log.error("refusing to start: %s", problems[0])
+        print(f"rls-cds worker: refusing to start: {problems[0]}", file=sys.stderr)
         return 2
     try:
         from rls_cds.background.tasks import warm_up

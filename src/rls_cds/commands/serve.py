@@ -56,14 +56,21 @@ def _security_problem(settings) -> str | None:
     return None
 
 
+class StartupRefused(Exception):
+    """A start-up problem for the operator: one line on stderr, exit 2, no traceback."""
+
+
 def _start_embedded(settings):
     """Start embedded Redis + worker; returns a stop callable (or None when not available)."""
     try:
-        from rls_cds.background.embedded import start_embedded
+        from rls_cds.background.embedded import FolderInUse, start_embedded
     except ImportError:
         logging.getLogger("rls_cds.api").warning("no REDIS_URL and no embedded store: feedback is disabled")
         return None
-    url, stop = start_embedded(settings)
+    try:
+        url, stop = start_embedded(settings)
+    except FolderInUse as exc:  # another `rls-cds serve` owns the embedded Redis folder
+        raise StartupRefused(str(exc)) from None
     os.environ["REDIS_URL"] = url
     from rls_cds.settings import get_settings
 
@@ -116,7 +123,12 @@ def run(args) -> int:
         print(f"rls-cds serve: refusing to start: {problem}", file=sys.stderr)
         return 2
     _exit_quietly_on_stop_signals()
-    stop = _start_embedded(settings) if not settings.redis_url else None
+    try:
+        stop = _start_embedded(settings) if not settings.redis_url else None
+    except StartupRefused as exc:
+        log.error("refusing to start: %s", str(exc))
+        print(f"rls-cds serve: refusing to start: {exc}", file=sys.stderr)
+        return 2
     try:
         from rls_cds.settings import get_settings
 

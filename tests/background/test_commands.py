@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.background.conftest import worker_env
-from tests.support.celery_workers import RLS_CDS_BIN
+from tests.background.conftest import TASK, wait_for, worker_env
+from tests.support.celery_workers import RLS_CDS_BIN, client_app
 
 pytestmark = pytest.mark.slow
 
@@ -105,3 +105,32 @@ def test_queued_message_names_the_patient_by_digest_only_in_argsrepr(broker_url,
     message = json.loads(raw[0])
     assert patient_key(tenant, "secret-pid-1") in message["headers"]["argsrepr"]
     assert "secret-pid-1" not in message["headers"]["argsrepr"]
+
+
+def test_dead_lettered_patients_are_queued_again_once_the_server_is_back(
+    broker_url, store, tenant, celery_workers, fault_proxy, servers_file, bg_patients
+):
+    # The operator API lists dead letters by digest only, so there was no way to re-queue them.
+    celery_workers.start(broker_url, env=worker_env(servers_file, RLS_TASK_MAX_RETRIES="0"))
+    pid = bg_patients["low_iron_ssri"]
+    fault_proxy.set_mode("500")
+    failed = client_app(broker_url).send_task(
+        TASK, args=[tenant, fault_proxy.base_url, pid, "manual"], queue="hooks"
+    )
+    assert failed.get(timeout=60)["outcome"] == "dead_letter"
+    store.dead_letter(tenant, {"task": "reevaluate_focus", "reason": "no patient to queue"})
+    assert pid not in json.dumps(store.dead_letters(tenant))  # what the operator API shows
+    fault_proxy.set_mode("pass")
+
+    proc = subprocess.run(
+        [str(RLS_CDS_BIN), "reevaluate", "--dead-letters", "--tenant", tenant],
+        env=_env(broker_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"tenant": tenant, "requeued": 1, "kept": 1}
+    assert pid not in proc.stdout + proc.stderr
+    wait_for(lambda: store.get_assessment(tenant, pid) is not None, timeout=60)
+    assert [e["reason"] for e in store.dead_letters(tenant)] == ["no patient to queue"]  # kept, not lost

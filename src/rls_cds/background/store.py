@@ -276,7 +276,24 @@ class Store:
         pipe.execute()
 
     def dead_letters(self, tenant: str, limit: int = 100) -> list[dict]:
-        return [orjson.loads(x) for x in self.redis.lrange(self.key(tenant, "deadletter"), 0, limit - 1)]
+        """Newest first, as the operator API shows them: reasons and patient digests, no patient ids."""
+        raw = self.redis.lrange(self.key(tenant, "deadletter"), 0, limit - 1)
+        return [{k: v for k, v in orjson.loads(x).items() if k != "requeue"} for x in raw]
+
+    def take_dead_letters(self, tenant: str) -> list[dict]:
+        """Every dead letter of ``tenant``, whole and newest first, removed in one transaction (for
+        re-queueing; give back what was not re-queued with ``return_dead_letters``)."""
+        key = self.key(tenant, "deadletter")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+        raw, _ = pipe.execute()
+        return [orjson.loads(x) for x in raw]
+
+    def return_dead_letters(self, tenant: str, entries: list[dict]) -> None:
+        """Put entries taken by ``take_dead_letters`` back, behind any that arrived since."""
+        if entries:
+            self.redis.rpush(self.key(tenant, "deadletter"), *(orjson.dumps(e) for e in entries))
 
     def record_task(self, name: str, outcome: str, seconds: float) -> None:
         """Task outcome counters and summed durations (read by the API's /metrics)."""

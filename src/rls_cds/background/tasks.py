@@ -225,11 +225,22 @@ def _backoff(retries: int) -> float:
 
 
 def _dead_letter(
-    store: Store, tenant, patient_id, task_id, reason: str, retries: int, task: str = "reevaluate_patient"
+    store: Store,
+    tenant,
+    patient_id,
+    task_id,
+    reason: str,
+    retries: int,
+    task: str = "reevaluate_patient",
+    fhir_server=None,
 ) -> None:
     ok = isinstance(tenant, str) and isinstance(patient_id, str)
     pkey = patient_key(tenant, patient_id) if ok else None
     entry = {"task": task, "task_id": task_id, "patient": pkey, "reason": reason, "retries": retries}
+    if ok and FHIR_ID.match(patient_id) and not base_url_problem(fhir_server):
+        # What `rls-cds reevaluate --dead-letters` needs to queue the patient again. Kept in Redis only
+        # (like the assessments); never logged, and the operator API shows entries without it.
+        entry["requeue"] = {"patient_id": patient_id, "fhir_server": fhir_server}
     try:
         store.dead_letter(tenant if isinstance(tenant, str) and tenant else "default", entry)
     except redis.RedisError:
@@ -269,13 +280,21 @@ def reevaluate_patient(self, tenant: str, fhir_server: str, patient_id: str, rea
         }
     except PermanentFailure as exc:
         outcome = "dead_letter"
-        _dead_letter(store, tenant, patient_id, self.request.id, exc.reason, retries)
+        _dead_letter(store, tenant, patient_id, self.request.id, exc.reason, retries, fhir_server=fhir_server)
         return {"outcome": outcome, "reason": exc.reason}
     except (RetryableFailure, redis.RedisError, SoftTimeLimitExceeded) as exc:
         reason_text = getattr(exc, "reason", None) or type(exc).__name__
         if retries >= settings.task_max_retries:
             outcome = "dead_letter"
-            _dead_letter(store, tenant, patient_id, self.request.id, f"{reason_text} (gave up)", retries)
+            _dead_letter(
+                store,
+                tenant,
+                patient_id,
+                self.request.id,
+                f"{reason_text} (gave up)",
+                retries,
+                fhir_server=fhir_server,
+            )
             return {"outcome": outcome, "reason": reason_text}
         outcome = "retry"
         log.warning("re-evaluation will be retried", extra={"reason": reason_text, "retries": retries})

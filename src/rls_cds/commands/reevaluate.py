@@ -1,32 +1,57 @@
-"""`rls-cds reevaluate PATIENT --fhir-server URL`: queue (and optionally wait for) a re-evaluation."""
+"""`rls-cds reevaluate PATIENT --fhir-server URL`: queue (and optionally wait for) a re-evaluation.
+
+`rls-cds reevaluate --dead-letters`: queue again every patient in the tenant's dead-letter list (after
+the FHIR server or the SMART registration is fixed). The operator API lists dead letters without
+patient ids; this command reads them from Redis and never prints them.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 
+# What a waiting operator is told when no result came, by Celery task state.
+_NO_RESULT = {
+    "PENDING": "no worker has taken it yet (is a worker consuming the 'hooks' queue?)",
+    "RETRY": "a worker is retrying it (FHIR server trouble? the worker log has the reason)",
+    "STARTED": "a worker is still running it",
+}
+
 
 def register(sub) -> None:
     p = sub.add_parser("reevaluate", help="queue a background re-evaluation of one patient")
-    p.add_argument("patient", help="FHIR Patient id on the FHIR server")
-    p.add_argument("--fhir-server", required=True, help="FHIR base URL the patient's data are read from")
+    p.add_argument("patient", nargs="?", help="FHIR Patient id on the FHIR server")
+    p.add_argument("--fhir-server", help="FHIR base URL the patient's data are read from (with PATIENT)")
+    p.add_argument(
+        "--dead-letters",
+        action="store_true",
+        help="instead of PATIENT: queue every dead-lettered patient again",
+    )
     p.add_argument("--tenant", default="default", help="tenant the assessment is stored under")
     p.add_argument("--wait", action="store_true", help="wait for the result and print it")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait with --wait")
     p.set_defaults(func=run)
 
 
+def _usage_problem(args) -> str | None:
+    from rls_cds.fhir.base_url import base_url_problem
+    from rls_cds.fhir.ids import FHIR_ID
+
+    if args.dead_letters:
+        return "give either PATIENT or --dead-letters" if args.patient or args.wait else None
+    if not args.patient or not FHIR_ID.match(args.patient):
+        return "PATIENT must be a FHIR id ([A-Za-z0-9-.], at most 64 characters)"
+    problem = base_url_problem(args.fhir_server) if args.fhir_server else "is required with PATIENT"
+    return f"--fhir-server {problem}" if problem else None
+
+
 def run(args) -> int:
     from rls_cds.background.store import redis_url
-    from rls_cds.background.tasks import FHIR_ID
-    from rls_cds.background.triggers import enqueue_reevaluation
     from rls_cds.settings import get_settings
 
-    if not FHIR_ID.match(args.patient):
-        print("PATIENT must be a FHIR id ([A-Za-z0-9-.], at most 64 characters)", file=sys.stderr)
-        return 2
-    if not args.fhir_server.startswith(("http://", "https://")):
-        print("--fhir-server must be an http(s) URL", file=sys.stderr)
+    problem = _usage_problem(args)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     if not redis_url(get_settings()):
         print(
@@ -34,6 +59,12 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 2
+    return _requeue_dead_letters(args.tenant) if args.dead_letters else _reevaluate_one(args)
+
+
+def _reevaluate_one(args) -> int:
+    from rls_cds.background.triggers import enqueue_reevaluation
+
     # An operator asking explicitly gets a run even if one is already queued.
     queued = enqueue_reevaluation(args.tenant, args.fhir_server, args.patient, "operator", coalesce=False)
     out = {"patient": queued.patient, "task_id": queued.task_id}
@@ -42,11 +73,40 @@ def run(args) -> int:
 
         from rls_cds.background.celery_app import app
 
+        result = app.AsyncResult(queued.task_id)
         try:
-            out["result"] = app.AsyncResult(queued.task_id).get(timeout=args.timeout, propagate=False)
+            out["result"] = result.get(timeout=args.timeout, propagate=False)
         except CeleryTimeout:
             print(json.dumps(out))
-            print(f"no result within {args.timeout}s (is a worker running?)", file=sys.stderr)
+            why = _NO_RESULT.get(result.state, f"task state {result.state}")
+            print(f"no result within {args.timeout}s: {why}", file=sys.stderr)
             return 1
     print(json.dumps(out, default=str))
     return 0 if not args.wait or (out["result"] or {}).get("outcome") in ("stored", "unchanged") else 1
+
+
+def _requeue_dead_letters(tenant: str) -> int:
+    from rls_cds.background.store import Store
+    from rls_cds.background.triggers import enqueue_reevaluation
+    from rls_cds.settings import get_settings
+
+    store = Store.from_settings(get_settings())
+    entries = store.take_dead_letters(tenant)
+    kept: list[dict] = []
+    requeued = 0
+    try:
+        while entries:
+            entry = entries[0]
+            target = entry.get("requeue")
+            if isinstance(target, dict):
+                enqueue_reevaluation(
+                    tenant, target["fhir_server"], target["patient_id"], "dead-letter requeue", store, False
+                )
+                requeued += 1
+            else:
+                kept.append(entry)  # no patient to queue (an older entry, a notification): keep it
+            entries.pop(0)
+    finally:  # whatever was not queued (Redis failing half-way too) goes back: nothing is lost
+        store.return_dead_letters(tenant, kept + entries)
+    print(json.dumps({"tenant": tenant, "requeued": requeued, "kept": len(kept)}))
+    return 0

@@ -150,6 +150,14 @@ def test_celery_task_failure_context_keeps_the_type_only(capture):
     first, second = _lines(capture)
     assert first["msg"].endswith("raised unexpected: ValueError") and first["data"]["exc"] == "ValueError"
     assert second["msg"] == "several: ['KeyError']"
+    # The task's registered name is code: an operator must see which task failed (was "[redacted]").
+    assert first["data"]["name"] == "rls_cds.background.tasks.reevaluate"
+
+
+def test_a_name_that_is_not_a_task_name_stays_redacted(capture):
+    for name in ("Jane Testperson", "rls_cds Jane", "celery.Jane Testperson", "rls_cds."):
+        logging.getLogger("x").info("m", extra={"name_given": name, "data": {"name": name}})
+    assert "Testperson" not in capture.getvalue() and "Jane" not in capture.getvalue()
 
 
 def test_an_uncaught_exception_in_a_thread_is_logged_as_type_and_frames(capture):

@@ -3,6 +3,7 @@ exits 0; nothing is left queued or unacknowledged to run a second time."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -53,6 +54,12 @@ def test_sigterm_lets_the_running_task_finish(tmp_path, fhir_server, fault_proxy
         assert client.hlen("unacked") == 0  # acknowledged
         log = worker.log_text()
         assert "Traceback" not in log
+        # One JSON object a line: Celery's banner and its superuser SecurityWarning were plain text.
+        lines = [line for line in log.splitlines() if line.strip()]
+        plain = [line for line in lines if not line.startswith("{")]
+        assert not plain, plain[:5]
+        records = [json.loads(line) for line in lines]
+        assert any(r["msg"] == "worker starting" and r["queues"] == ["hooks", "batch"] for r in records)
     finally:
         stop_process(broker.process)
 

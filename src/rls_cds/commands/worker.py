@@ -7,12 +7,18 @@ queues). Terminology is loaded before the pool forks, then the start-up heap is 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
 import sys
+from datetime import UTC, datetime
+
+import orjson
 
 from rls_cds.commands.celery_setup import settings_with_broker
 from rls_cds.commands.config import terminology_problems
+from rls_cds.security.logs import scrub
 
 
 def register(sub) -> None:
@@ -25,6 +31,20 @@ def register(sub) -> None:
     p.add_argument("--hostname", "-n", help="worker node name (default: celery@<host>, as `celery worker`)")
     p.add_argument("--loglevel", "-l", help="log level (default: RLS_LOG_LEVEL)")
     p.set_defaults(func=run)
+
+
+def _say_in_json() -> None:
+    """Celery's signal handlers print fixed texts ('worker: Warm shutdown (MainProcess)') with a raw
+    os.write, outside logging. Keep the raw write (it runs inside a signal handler), as a JSON line."""
+    import celery.apps.worker as celery_worker
+
+    def say(msg, f=None) -> None:
+        line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "INFO"}
+        line |= {"logger": "celery.apps.worker", "msg": scrub(str(msg).strip())}
+        with contextlib.suppress(OSError):
+            os.write(2, orjson.dumps(line) + b"\n")
+
+    celery_worker.safe_say = say
 
 
 def run(args) -> int:
@@ -54,12 +74,16 @@ def run(args) -> int:
         log.warning("worker warm-up failed", extra={"error_type": type(exc).__name__})
     gc.collect()
     gc.freeze()
+    concurrency = args.concurrency or settings.worker_concurrency
+    # Celery's start-up banner is plain text on stdout: the same facts go out as a JSON line instead.
+    log.info("worker starting", extra={"queues": queues, "concurrency": concurrency, "pool": args.pool})
     argv = [
+        "--quiet",
         "worker",
         "--queues",
         ",".join(queues),
         "--concurrency",
-        str(args.concurrency or settings.worker_concurrency),
+        str(concurrency),
         "--pool",
         args.pool,
         "--loglevel",
@@ -69,5 +93,6 @@ def run(args) -> int:
     ]
     if args.hostname:
         argv += ["--hostname", args.hostname]
+    _say_in_json()
     app.worker_main(argv=argv)
     return 0

@@ -205,6 +205,7 @@ def configure_logging(settings: Any, stream: Any = None) -> None:
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
     sys.unraisablehook = _log_unraisable
+    logging.captureWarnings(True)  # warnings.warn (Celery's SecurityWarning...) as JSON lines too
     # Libraries that log URLs (with patient ids in query strings) at DEBUG/INFO stay quiet.
     for name in ("urllib3", "requests", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import redis
 
 from rls_cds.panels.config import Panel
-from rls_cds.panels.orchestrate import create_panel_run
+from rls_cds.panels.orchestrate import create_panel_run, judged_with
 from rls_cds.panels.state import RunState
+from tests.support.fhir_server import REPO
 
 DAY = 86400
 
 
-def _past_run(client, panel_id: str, run_id: str, *, days_ago: float, incremental: bool, status="succeeded"):
+def _past_run(
+    client, panel_id: str, run_id: str, *, days_ago: float, incremental: bool, status="succeeded", judged=None
+):
     RunState(client, run_id).create(
         {
             "panel": panel_id,
@@ -21,6 +25,7 @@ def _past_run(client, panel_id: str, run_id: str, *, days_ago: float, incrementa
             "created_at": time.time() - days_ago * DAY,
             "transaction_time": f"export-of-{run_id}",
             "incremental": incremental,
+            "judged_with": judged,
         },
         {},
         {},
@@ -57,3 +62,25 @@ def test_without_any_successful_full_run_everything_is_read(panel_redis):
     _past_run(client, "cad-c", "r1-inc", days_ago=1, incremental=True)  # its full run fell off the list
     meta = create_panel_run(client, _panel("cad-c"), full_every_days=7).meta()
     assert meta["incremental"] is False and meta["since"] is None
+
+
+def test_a_run_judged_by_other_tables_or_code_is_never_carried_over(panel_redis, tmp_path):
+    # Before, an informaticist's table edit (or a release) reached unchanged members only at the next
+    # scheduled full run, up to RLS_PANEL_FULL_RUN_EVERY_DAYS later.
+    client = redis.Redis.from_url(panel_redis.url)
+    tables = tmp_path / "terminology"
+    shutil.copytree(REPO / "terminology", tables)
+    before = judged_with(tables)
+    _past_run(client, "cad-d", "r1-full", days_ago=2, incremental=False, judged=before)
+    _past_run(client, "cad-d", "r2-inc", days_ago=1, incremental=True, judged=before)
+    same = create_panel_run(client, _panel("cad-d"), full_every_days=7, judgement=before).meta()
+    assert same["incremental"] is True and same["previous_run"] == "r2-inc" and same["judged_with"] == before
+    labs = tables / "labs.csv"
+    labs.write_text(labs.read_text() + "\n")  # any edit of any table
+    after = judged_with(tables)
+    assert after != before
+    meta = create_panel_run(client, _panel("cad-d"), full_every_days=7, judgement=after).meta()
+    assert meta["incremental"] is False and meta["previous_run"] is None and meta["judged_with"] == after
+    # Runs from before this field existed were judged by unknown tables: a full run too.
+    _past_run(client, "cad-e", "r1-full", days_ago=1, incremental=False)
+    assert create_panel_run(client, _panel("cad-e"), judgement=after).meta()["incremental"] is False

@@ -8,12 +8,15 @@ a short per-run lock so two workers finishing at once do not both fan out the ne
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 
 from rls_cds.fhir import bulk
 from rls_cds.panels import search
@@ -26,20 +29,45 @@ from rls_cds.panels.work import partition_of
 log = logging.getLogger("rls_cds.panels")
 
 
+@cache
+def _core_digest() -> str:
+    import rls_cds.core
+
+    root = Path(rls_cds.core.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def judged_with(terminology_dir: Path | str) -> str:
+    """Digest of what decides findings besides a member's data: the clinical core's code and the
+    terminology tables. Results judged under another digest are never carried over (a table edit or
+    a new release re-reads every member at the next run, not up to RLS_PANEL_FULL_RUN_EVERY_DAYS later)."""
+    h = hashlib.sha256(_core_digest().encode())
+    root = Path(terminology_dir)
+    tables = (p for p in root.rglob("*") if p.is_file() and p.suffix in (".csv", ".yaml", ".yml"))
+    for path in sorted(tables):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def create_panel_run(
     client,
     panel: Panel,
     since: str | None = None,
     tenant: str | None = None,
     full_every_days: float | None = None,
+    judgement: str | None = None,
 ) -> RunState:
     """``tenant`` (config.panel_tenant) goes into the run meta: the API shows a run to its tenant only.
     ``full_every_days``: an incremental panel still reads everything when its latest full run is
-    older than this (``last_success``)."""
+    older than this (``last_success``). ``judgement``: ``judged_with()`` of this run; an incremental
+    run follows only a run judged the same way."""
     state = RunState(client, new_run_id(panel.id))
     previous = None
     if since is None and panel.incremental and panel.strategy == "bulk":
-        previous, since = last_success(client, panel.id, full_every_days)
+        previous, since = last_success(client, panel.id, full_every_days, judgement)
     meta = {
         "panel": panel.id,
         "panel_config": {k: v for k, v in asdict(panel).items() if k != "extra"},
@@ -55,13 +83,14 @@ def create_panel_run(
         "previous_run": previous,
         "partitions": 0,
         "has_members": False,
+        "judged_with": judgement,
     }
     state.create(meta, {}, {})
     return state
 
 
 def last_success(
-    client, panel_id: str, full_every_days: float | None = None
+    client, panel_id: str, full_every_days: float | None = None, judgement: str | None = None
 ) -> tuple[str | None, str | None]:
     """(run id, export time) of the panel's latest successful run: the next incremental run's _since.
 
@@ -75,6 +104,8 @@ def last_success(
         meta = RunState(client, rid).meta()
         if meta.get("status") != "succeeded" or not meta.get("transaction_time"):
             continue
+        if latest is None and judgement is not None and meta.get("judged_with") != judgement:
+            return None, None  # judged by other tables or code: its results must not be carried
         latest = latest or (rid, meta["transaction_time"])
         if not meta.get("incremental"):
             age = time.time() - float(meta.get("created_at") or 0)

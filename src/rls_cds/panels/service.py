@@ -62,7 +62,7 @@ def redis_url_for_cli(settings) -> Iterator[str]:
 def start_run(settings, panel_id: str, since: str | None = None) -> str:
     from rls_cds.fhir.smart import FhirServersError
     from rls_cds.panels.config import PanelConfigError, load_panels, panel_tenant
-    from rls_cds.panels.orchestrate import create_panel_run
+    from rls_cds.panels.orchestrate import create_panel_run, judged_with
 
     try:
         panels = load_panels(settings)
@@ -81,6 +81,7 @@ def start_run(settings, panel_id: str, since: str | None = None) -> str:
         since=since,
         tenant=tenant,
         full_every_days=settings.panel_full_run_every_days,
+        judgement=judged_with(settings.terminology_dir),
     )
     from rls_cds.panels.tasks import start_run as start_task
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rls_cds.commands.logsetup import configure_command_logging
 
@@ -93,6 +97,29 @@ def tuned_app():
     return app
 
 
+@contextmanager
+def _shared_metrics_dir() -> Iterator[str]:
+    """A new private (0700) directory, exported as PROMETHEUS_MULTIPROC_DIR to the uvicorn workers
+    started inside the block and removed after them: /metrics then sums every worker's values
+    (rls_cds.api.metrics). Workers are spawned fresh interpreters, so the variable is in their
+    environment before they import prometheus_client. New (and empty) for every run, so files of an
+    earlier run never count. Entered after the embedded Celery worker has started: it does not inherit
+    the variable (its task metrics go through Redis, rls_cds.background.metrics)."""
+    from rls_cds.api.metrics import MULTIPROC_DIR_ENV
+
+    path = tempfile.mkdtemp(prefix="rls-cds-metrics-")
+    before = os.environ.get(MULTIPROC_DIR_ENV)
+    os.environ[MULTIPROC_DIR_ENV] = path
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROC_DIR_ENV, None)
+        else:
+            os.environ[MULTIPROC_DIR_ENV] = before
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _exit_quietly_on_stop_signals() -> None:
     """Uvicorn drains, restores the handlers it found and re-raises SIGTERM/SIGINT after shutdown.
     With the default handler there, the process would die of the signal before the `finally` below
@@ -144,10 +171,12 @@ def run(args) -> int:
             "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         }
         if settings.api_workers > 1:
-            # Each worker process builds its own app (and tunes its own GC) from the environment.
-            uvicorn.run(
-                "rls_cds.commands.serve:tuned_app", factory=True, workers=settings.api_workers, **common
-            )
+            # Each worker process builds its own app (and tunes its own GC) from the environment;
+            # their metrics meet in one directory so any worker answers /metrics for all of them.
+            with _shared_metrics_dir():
+                uvicorn.run(
+                    "rls_cds.commands.serve:tuned_app", factory=True, workers=settings.api_workers, **common
+                )
         else:
             uvicorn.run(tuned_app(), **common)
     finally:

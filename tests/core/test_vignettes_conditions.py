@@ -79,7 +79,7 @@ def test_gabapentin_draft_with_ckd_asks_for_a_renal_dose_check(run):
     assert card_causes(cards) == ["kidney_disease"]
     assert cards[0]["indicator"] == "warning" and "renal dose" in cards[0]["summary"].lower()
     # The header's strength is the kidney-RLS link's; the card says the dose check does not depend on it.
-    assert "product-label requirement, whatever that strength" in cards[0]["detail"]
+    assert "product-label requirement and does not depend on that strength" in cards[0]["detail"]
     # Without the draft, kidney disease is a note and prescribing hooks stay quiet.
     assert run.cards(rls_patient(ckd), hook="order-sign") == []
 

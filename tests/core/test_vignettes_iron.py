@@ -40,6 +40,14 @@ def test_mayo_immunoassay_ferritin_code_is_accepted(run):
 def test_low_tsat_alone_qualifies_even_with_normal_ferritin(run):
     f = finding(run(rls_patient(F.ferritin(150), F.tsat(14))), "iron_deficiency")
     assert f.actionable and "TSAT 14" in f.summary
+    assert "acute-phase" in f.reasoning  # above the RLS bands: say what else the pair can mean
+    within = finding(run(rls_patient(F.ferritin(90), F.tsat(14))), "iron_deficiency")
+    assert "acute-phase" not in within.reasoning
+
+
+def test_low_tsat_beside_a_very_high_ferritin_names_inflammation(run):
+    f = finding(run(rls_patient(F.ferritin(2000, comparator=">"), F.tsat(5))), "iron_deficiency")
+    assert "Ferritin >2000 ng/mL is above the RLS iron bands" in f.reasoning and "inflammation" in f.reasoning
 
 
 def test_tsat_computed_from_iron_and_tibc_of_the_same_draw(run):
@@ -102,7 +110,16 @@ def test_iron_and_tibc_bounded_in_opposite_directions_are_a_tsat_to_read_by_hand
     tibc = F.tibc(100, effective=when, comparator="<")
     f = finding(run(rls_patient(F.ferritin(150), iron, tibc)), "iron_deficiency")
     assert not f.actionable and "opposite limits: no TSAT can be computed" in f.summary
-    assert "iron <10 / TIBC <100" in f.summary and f.evidence[0].resource == "Observation/fe-lt"
+    assert "iron <10 ug/dL / TIBC <100 ug/dL" in f.summary and f.evidence[0].resource == "Observation/fe-lt"
+    # As the lab sent them, not converted: SI units stay SI.
+    si = (
+        F.iron(2, "umol/L", effective=when, comparator="<"),
+        F.tibc(20, "umol/L", effective=when, comparator="<"),
+    )
+    assert (
+        "iron <2 umol/L / TIBC <20 umol/L"
+        in finding(run(rls_patient(F.ferritin(150), *si)), "iron_deficiency").summary
+    )
     # Alone, such a draw is a result that exists: never "no iron studies in 12 months".
     a = run(rls_patient(iron, tibc))
     assert "iron_studies_missing" in causes(a)
@@ -136,10 +153,60 @@ def test_upper_bounds_at_a_threshold_meet_it_and_show_their_comparator(run):
     assert "TSAT >50 % (>= 45 %): iron not indicated" in ceiling.summary
 
 
-def test_esrd_with_a_lower_bound_tsat_asks_for_a_tsat(run):
+def test_esrd_with_a_tsat_bound_on_either_side_of_20_asks_for_a_tsat(run):
     esrd = F.condition(F.ICD10, "N18.6", "End stage renal disease")
     f = finding(run(rls_patient(esrd, F.ferritin(100), F.tsat(10, comparator=">"))), "iron_deficiency")
     assert "TSAT needed" in f.summary and "known only as >10 %" in f.reasoning
+    f = finding(run(rls_patient(esrd, F.ferritin(100), F.tsat(25, comparator="<"))), "iron_deficiency")
+    assert "TSAT needed" in f.summary and "known only as <25 %" in f.reasoning
+
+
+def test_esrd_with_a_tsat_known_to_be_20_or_more_needs_nothing(run):
+    # '>90' already shows the ESRD criterion (TSAT < 20 %) is not met: no "measure the TSAT" card.
+    esrd = F.condition(F.ICD10, "N18.6", "End stage renal disease")
+    assert "iron_deficiency" not in causes(
+        run(rls_patient(esrd, F.ferritin(150), F.tsat(90, comparator=">")))
+    )
+    when = F.at(10)
+    high = (F.iron(300, effective=when, comparator=">"), F.tibc(250, effective=when))
+    assert "iron_deficiency" not in causes(run(rls_patient(esrd, F.ferritin(150), *high)))
+
+
+def test_computed_bounds_are_rounded_outwards_and_inclusive_bounds_stay_inclusive(run):
+    when = F.at(10)
+
+    def tsat_card(iron):
+        return finding(
+            run(rls_patient(F.ferritin(150), iron, F.tibc(450, effective=when))), "iron_deficiency"
+        )
+
+    # iron <90.2 / 450 is <20.04 %: '<20.1', which does not show TSAT < 20 % (it was shown as '<20').
+    assert "iron_deficiency" not in causes(
+        run(
+            rls_patient(
+                F.ferritin(150), F.iron(90.2, effective=when, comparator="<"), F.tibc(450, effective=when)
+            )
+        )
+    )
+    # iron <=90 / 450 is <=20 %: may be exactly 20, so not < 20.
+    assert "iron_deficiency" not in causes(
+        run(
+            rls_patient(
+                F.ferritin(150), F.iron(90, effective=when, comparator="<="), F.tibc(450, effective=when)
+            )
+        )
+    )
+    # iron >202.4 / 450 is >44.98 %: '>44.9', not the 45 % ceiling; the card asks to confirm.
+    f = finding(
+        run(
+            rls_patient(
+                F.ferritin(50), F.iron(202.4, effective=when, comparator=">"), F.tibc(450, effective=when)
+            )
+        ),
+        "iron_deficiency",
+    )
+    assert "iron not indicated" not in f.summary and "known only as >44.9 %" in f.reasoning
+    assert tsat_card(F.iron(40, effective=when)).data["tsat"] == pytest.approx(8.9)
 
 
 def test_esrd_rule_needs_values_that_show_both_are_low(run):

@@ -3,6 +3,7 @@ computed from iron/TIBC of the same draw, the TSAT ceiling, the ESRD rule, 12-mo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from rls_cds.core.facts import ConditionFact, LabFact, MedFact
@@ -101,8 +102,8 @@ def iron_status(ctx: Context) -> IronStatus:
         if comparator is None:
             unbounded.append(_unreadable_tsat(iron, tibc))
             continue
-        # One decimal, as a lab reports it: 19.97 must not be "TSAT 20 % < 20".
-        computed = (round(iron.value / tibc.value * 100.0, 1), iron, tibc, comparator)
+        value = _one_decimal(iron.value / tibc.value * 100.0, comparator)
+        computed = (value, iron, tibc, comparator)
         break
     relevant = ("ferritin", "tsat", "iron", "tibc")
     current = {id(x) for x in ferritins} | {id(x) for x in tsats}
@@ -139,21 +140,46 @@ def iron_status(ctx: Context) -> IronStatus:
     return status
 
 
+# How a bound on iron or on TIBC bounds iron / TIBC: an iron below x, or a TIBC above y, puts the
+# ratio below x / y ('<='/'>=' stay inclusive).
+_IRON_BOUND = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_TIBC_BOUND = {">": "<", ">=": "<=", "<": ">", "<=": ">="}
+
+
 def _ratio_comparator(iron: LabFact, tibc: LabFact) -> str | None:
-    """The comparator of iron / TIBC: '<' when the iron is an upper bound or the TIBC a lower one
-    ('<10', '>450'), '>' the other way round, '' when both are exact, None when the bounds pull
-    in opposite directions (no TSAT can be read from that draw)."""
-    up = (iron.comparator or "")[:1] == "<" or (tibc.comparator or "")[:1] == ">"
-    down = (iron.comparator or "")[:1] == ">" or (tibc.comparator or "")[:1] == "<"
-    if up and down:
+    """The comparator of iron / TIBC ('' when both are exact), or None when the bounds pull in
+    opposite directions (no TSAT can be read from that draw)."""
+    bounds = {
+        b for b in (_IRON_BOUND.get(iron.comparator or ""), _TIBC_BOUND.get(tibc.comparator or "")) if b
+    }
+    if not bounds:
+        return ""
+    if len({b[0] for b in bounds}) > 1:
         return None
-    return "<" if up else ">" if down else ""
+    return min(bounds, key=len)  # one strict bound makes the ratio strict
+
+
+def _one_decimal(value: float, comparator: str) -> float:
+    """One decimal, as a lab reports it (19.97 is not "TSAT 20 % < 20"); a bound is rounded outwards,
+    so it stays a true bound (<20.04 is <20.1, never <20)."""
+    if comparator.startswith("<"):
+        return math.ceil(value * 10 - 1e-9) / 10
+    if comparator.startswith(">"):
+        return math.floor(value * 10 + 1e-9) / 10
+    return round(value, 1)
 
 
 def _unreadable_tsat(iron: LabFact, tibc: LabFact) -> LabFact:
-    """The TSAT of a draw whose iron and TIBC bounds pull apart: a result that exists, unread."""
-    shown = f"iron {iron.comparator}{num(iron.value)} / TIBC {tibc.comparator}{num(tibc.value)} {tibc.unit}"
+    """The TSAT of a draw whose iron and TIBC bounds pull apart: a result that exists, unread. Shown
+    with the values and units as the lab sent them."""
+    shown = f"iron {_as_reported(iron)} / TIBC {_as_reported(tibc)}"
     return replace(iron, analyte="tsat", unreadable="bounds", raw_value=shown, raw_unit=None)
+
+
+def _as_reported(lab: LabFact) -> str:
+    value = lab.raw_value if lab.raw_value is not None else lab.value
+    unit = lab.raw_unit or lab.unit
+    return f"{lab.comparator or ''}{num(value) if isinstance(value, int | float) else value} {unit}".strip()
 
 
 # Said only when the ferritin is what qualifies: next to ferritin 215 + TSAT 13 % it misleads.
@@ -273,7 +299,10 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
                     data={**data, "band": "esrd"},
                 )
             ]
-        if ferritin_low and (tsat is None or tsat_low is None):
+        tsat_open = (tsat_low is None and tsat is not None and tsat < esrd_tsat) or (
+            _below_only(s.tsat_comparator) and tsat >= esrd_tsat
+        )  # '>10' or '<25': on either side of 20 %
+        if ferritin_low and (tsat is None or tsat_open):
             known = "no readable TSAT" if tsat is None else f"the TSAT is known only as {s.tsat_text()} %"
             return [
                 make(
@@ -332,6 +361,7 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
                     f"{num(tsat_ceiling)} %). "
                     f"{NORMAL_FERRITIN_NOTE if low_ferritin else ''}"
                     f"{_tsat_to_confirm(s, tsat_ceiling) if tsat_unsure else ''}"
+                    f"{_high_ferritin_note(s, iv_max) if not low_ferritin else ''}"
                     f"Source: {ref}."
                 ),
                 evidence=evidence,
@@ -384,6 +414,18 @@ def _judge_iron(ctx: Context, s: IronStatus) -> list[Finding]:
             )
         ]
     return []
+
+
+def _high_ferritin_note(s: IronStatus, iv_max: float) -> str:
+    """A low TSAT beside a ferritin above the RLS bands: the guideline criterion is met, but that pair
+    is also the picture of inflammation (ferritin is an acute-phase reactant), so say it."""
+    if s.ferritin is None or s.ferritin.value is None or s.ferritin.value <= iv_max:
+        return ""
+    return (
+        f"Ferritin {lab_text(s.ferritin)} is above the RLS iron bands: a low TSAT with a high ferritin "
+        "often reflects inflammation or chronic disease (ferritin is an acute-phase reactant); consider "
+        "that before giving iron. "
+    )
 
 
 def _tsat_to_confirm(s: IronStatus, ceiling: float) -> str:

@@ -130,7 +130,9 @@ def kidney_disease(ctx: Context) -> list[Finding]:
         )
         actionable = True
         # The card's strength of evidence is that of the kidney-RLS link; the dose check is not.
-        reasoning += " The renal dose check is a product-label requirement and does not depend on that strength."
+        reasoning += (
+            " The renal dose check is a product-label requirement and does not depend on that strength."
+        )
         if esrd:
             why = f"ESRD/dialysis ({esrd[0].code})"
         elif ckd:

@@ -280,20 +280,13 @@ class Store:
         raw = self.redis.lrange(self.key(tenant, "deadletter"), 0, limit - 1)
         return [{k: v for k, v in orjson.loads(x).items() if k != "requeue"} for x in raw]
 
-    def take_dead_letters(self, tenant: str) -> list[dict]:
-        """Every dead letter of ``tenant``, whole and newest first, removed in one transaction (for
-        re-queueing; give back what was not re-queued with ``return_dead_letters``)."""
-        key = self.key(tenant, "deadletter")
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.lrange(key, 0, -1)
-        pipe.delete(key)
-        raw, _ = pipe.execute()
-        return [orjson.loads(x) for x in raw]
+    def raw_dead_letters(self, tenant: str) -> list[bytes]:
+        """Every dead letter of ``tenant`` as stored (with what re-queueing needs), newest first."""
+        return self.redis.lrange(self.key(tenant, "deadletter"), 0, -1)
 
-    def return_dead_letters(self, tenant: str, entries: list[dict]) -> None:
-        """Put entries taken by ``take_dead_letters`` back, behind any that arrived since."""
-        if entries:
-            self.redis.rpush(self.key(tenant, "deadletter"), *(orjson.dumps(e) for e in entries))
+    def remove_dead_letter(self, tenant: str, raw: bytes) -> None:
+        """Remove one entry read by ``raw_dead_letters`` (once its patient is queued again)."""
+        self.redis.lrem(self.key(tenant, "deadletter"), 1, raw)
 
     def record_task(self, name: str, outcome: str, seconds: float) -> None:
         """Task outcome counters and summed durations (read by the API's /metrics)."""

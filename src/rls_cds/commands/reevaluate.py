@@ -86,27 +86,45 @@ def _reevaluate_one(args) -> int:
 
 
 def _requeue_dead_letters(tenant: str) -> int:
+    """Queue each dead-lettered patient once (however many entries name it); an entry leaves the list
+    only after its patient is queued, so a failure or a kill half-way loses nothing (at worst a patient
+    is queued twice). Entries that name no patient (older ones, notifications) stay listed."""
+    import orjson
+    import redis
+
     from rls_cds.background.store import Store
     from rls_cds.background.triggers import enqueue_reevaluation
     from rls_cds.settings import get_settings
 
-    store = Store.from_settings(get_settings())
-    entries = store.take_dead_letters(tenant)
-    kept: list[dict] = []
-    requeued = 0
+    store = Store.from_settings(get_settings(), socket_timeout=5.0, retries=2)
+    targets: dict[tuple[str, str], list[bytes]] = {}
+    kept = requeued = 0
     try:
-        while entries:
-            entry = entries[0]
-            target = entry.get("requeue")
-            if isinstance(target, dict):
-                enqueue_reevaluation(
-                    tenant, target["fhir_server"], target["patient_id"], "dead-letter requeue", store, False
-                )
-                requeued += 1
+        for raw in store.raw_dead_letters(tenant):
+            target = _requeue_target(orjson.loads(raw))
+            if target is None:
+                kept += 1
             else:
-                kept.append(entry)  # no patient to queue (an older entry, a notification): keep it
-            entries.pop(0)
-    finally:  # whatever was not queued (Redis failing half-way too) goes back: nothing is lost
-        store.return_dead_letters(tenant, kept + entries)
-    print(json.dumps({"tenant": tenant, "requeued": requeued, "kept": len(kept)}))
+                targets.setdefault(target, []).append(raw)
+        for (server, patient), entries in targets.items():
+            enqueue_reevaluation(tenant, server, patient, "dead-letter requeue", store, coalesce=False)
+            for raw in entries:
+                store.remove_dead_letter(tenant, raw)
+            requeued += 1
+    except (redis.RedisError, OSError) as exc:
+        print(
+            f"stopped after queueing {requeued} patient(s): Redis failed ({type(exc).__name__}); "
+            "the other entries are still listed, run the command again",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps({"tenant": tenant, "requeued": requeued, "kept": kept}))
     return 0
+
+
+def _requeue_target(entry: object) -> tuple[str, str] | None:
+    target = entry.get("requeue") if isinstance(entry, dict) else None
+    if not isinstance(target, dict):
+        return None
+    server, patient = target.get("fhir_server"), target.get("patient_id")
+    return (server, patient) if isinstance(server, str) and isinstance(patient, str) else None

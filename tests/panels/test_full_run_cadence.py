@@ -8,7 +8,8 @@ import time
 import redis
 
 from rls_cds.panels.config import Panel
-from rls_cds.panels.orchestrate import create_panel_run, judged_with
+from rls_cds.panels import orchestrate
+from rls_cds.panels.orchestrate import create_panel_run, files_digest, judged_with
 from rls_cds.panels.state import RunState
 from tests.support.fhir_server import REPO
 
@@ -84,3 +85,15 @@ def test_a_run_judged_by_other_tables_or_code_is_never_carried_over(panel_redis,
     # Runs from before this field existed were judged by unknown tables: a full run too.
     _past_run(client, "cad-e", "r1-full", days_ago=1, incremental=False)
     assert create_panel_run(client, _panel("cad-e"), judgement=after).meta()["incremental"] is False
+
+
+def test_the_code_digest_covers_code_outside_the_core(tmp_path):
+    # A fix to unit conversion (rls_cds/terminology/) must change what runs are judged with.
+    package = tmp_path / "rls_cds"
+    shutil.copytree(REPO / "src" / "rls_cds", package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = files_digest(package, (".py",))
+    units = package / "terminology" / "units.py"
+    units.write_text(units.read_text() + "\n# a fix\n")
+    assert files_digest(package, (".py",)) != before
+    # ... and the digest runs are judged with is that of the whole package, not of rls_cds/core.
+    assert orchestrate._code_digest() == files_digest(REPO / "src" / "rls_cds", (".py",))

@@ -29,27 +29,29 @@ from rls_cds.panels.work import partition_of
 log = logging.getLogger("rls_cds.panels")
 
 
-@cache
-def _core_digest() -> str:
-    import rls_cds.core
-
-    root = Path(rls_cds.core.__file__).parent
+def files_digest(root: Path, suffixes: tuple[str, ...]) -> str:
+    """SHA-256 over the files under ``root`` with these suffixes: relative path and bytes, in path order."""
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
+@cache
+def _code_digest() -> str:
+    """All of the package's code: what turns data into findings is not the core alone (units and
+    code matching in rls_cds.terminology, thin decoding, the batch's relevance filter...)."""
+    import rls_cds
+
+    return files_digest(Path(rls_cds.__file__).parent, (".py",))
+
+
 def judged_with(terminology_dir: Path | str) -> str:
-    """Digest of what decides findings besides a member's data: the clinical core's code and the
+    """Digest of what decides findings besides a member's data: the service's code and the
     terminology tables. Results judged under another digest are never carried over (a table edit or
     a new release re-reads every member at the next run, not up to RLS_PANEL_FULL_RUN_EVERY_DAYS later)."""
-    h = hashlib.sha256(_core_digest().encode())
-    root = Path(terminology_dir)
-    tables = (p for p in root.rglob("*") if p.is_file() and p.suffix in (".csv", ".yaml", ".yml"))
-    for path in sorted(tables):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
+    tables = files_digest(Path(terminology_dir), (".csv", ".yaml", ".yml"))
+    return hashlib.sha256(f"{_code_digest()}:{tables}".encode()).hexdigest()[:16]
 
 
 def create_panel_run(

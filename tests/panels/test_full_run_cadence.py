@@ -7,8 +7,8 @@ import time
 
 import redis
 
-from rls_cds.panels.config import Panel
 from rls_cds.panels import orchestrate
+from rls_cds.panels.config import Panel
 from rls_cds.panels.orchestrate import create_panel_run, files_digest, judged_with
 from rls_cds.panels.state import RunState
 from tests.support.fhir_server import REPO

@@ -77,6 +77,13 @@ def test_invalid_configuration_fails_every_command_naming_the_variable(variable,
     assert repr(value) in out.stderr  # the offending value, so the operator sees what was read
 
 
+def test_python_level_aliases_are_accepted():
+    # Python's logging takes WARN and FATAL; refusing them would stop a worker configured that way.
+    for alias in ("warn", "FATAL", " info "):
+        out = run_cli("config", "check", "--offline", env={"RLS_LOG_LEVEL": alias})
+        assert out.returncode == 0, (alias, out.stderr)
+
+
 def test_invalid_secret_value_is_not_echoed():
     # SecretStr accepts any text, so make the error come from another variable in the same run.
     out = run_cli("config", "show", env={"RLS_SUBSCRIPTION_SECRET": SECRET, "RLS_MAX_JSON_DEPTH": "2"})

@@ -59,7 +59,9 @@ def test_sigterm_lets_the_running_task_finish(tmp_path, fhir_server, fault_proxy
         plain = [line for line in lines if not line.startswith("{")]
         assert not plain, plain[:5]
         records = [json.loads(line) for line in lines]
-        assert any(r["msg"] == "worker starting" and r["queues"] == ["hooks", "batch"] for r in records)
+        starting = next(r for r in records if r["msg"] == "worker starting")
+        assert starting["queues"] == ["hooks", "batch"] and starting["node"] == worker.name
+        assert starting["broker"].startswith("redis://127.0.0.1:")
     finally:
         stop_process(broker.process)
 

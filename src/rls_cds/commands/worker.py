@@ -11,13 +11,14 @@ import contextlib
 import gc
 import logging
 import os
+import socket
 import sys
 from datetime import UTC, datetime
 
 import orjson
 
 from rls_cds.commands.celery_setup import settings_with_broker
-from rls_cds.commands.config import terminology_problems
+from rls_cds.commands.config import redact_urls, terminology_problems
 from rls_cds.security.logs import scrub
 
 
@@ -53,6 +54,7 @@ def run(args) -> int:
         return 2
     log = logging.getLogger("rls_cds.background")
     from rls_cds.background.celery_app import QUEUES, app
+    from rls_cds.background.store import redis_url
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     unknown = sorted(set(queues) - set(QUEUES))
@@ -76,7 +78,16 @@ def run(args) -> int:
     gc.freeze()
     concurrency = args.concurrency or settings.worker_concurrency
     # Celery's start-up banner is plain text on stdout: the same facts go out as a JSON line instead.
-    log.info("worker starting", extra={"queues": queues, "concurrency": concurrency, "pool": args.pool})
+    log.info(
+        "worker starting",
+        extra={
+            "queues": queues,
+            "concurrency": concurrency,
+            "pool": args.pool,
+            "node": args.hostname or f"celery@{socket.gethostname()}",  # ("hostname" would be redacted)
+            "broker": redact_urls(redis_url(settings) or ""),  # host and db, never the password
+        },
+    )
     argv = [
         "--quiet",
         "worker",

@@ -157,3 +157,10 @@ def test_worker_without_terminology_refuses_to_start_naming_the_variable(tmp_pat
     assert out.returncode == 2
     assert "refusing to start" in out.stderr and "RLS_TERMINOLOGY_DIR" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_panel_commands_without_a_panels_file_say_which_setting_is_missing():
+    listed = run_cli("panel", "list")
+    assert listed.returncode == 0 and "RLS_PANELS_FILE" in listed.stderr  # was silent
+    run = run_cli("panel", "run", "nightly")
+    assert run.returncode == 2 and "unknown panel 'nightly'" in run.stderr and "RLS_PANELS_FILE" in run.stderr

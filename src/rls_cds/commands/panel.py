@@ -221,6 +221,8 @@ def cmd_list(args) -> int:
         panels = load_panels(_settings())
     except PanelConfigError as exc:
         return _fail(str(exc))
+    if not panels:
+        print("no panels configured (RLS_PANELS_FILE names the panels file)", file=sys.stderr)
     for p in panels.values():
         print(f"{p.id}\t{p.strategy}\t{p.schedule or '-'}\t{p.title}")
     return 0

@@ -70,7 +70,8 @@ def start_run(settings, panel_id: str, since: str | None = None) -> str:
         raise PanelError(str(exc)) from None
     panel = panels.get(panel_id)
     if panel is None:
-        raise PanelError(f"unknown panel {panel_id!r}")
+        where = "no panels are configured: set RLS_PANELS_FILE" if not panels else "see `rls-cds panel list`"
+        raise PanelError(f"unknown panel {panel_id!r} ({where})")
     try:
         tenant = panel_tenant(panel, settings)
     except FhirServersError as exc:

@@ -4,13 +4,19 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 FHIRVENV:= .venv-fhir
 STAMP   := $(VENV)/.installed
+RUNSTAMP:= $(VENV)/.installed-run
 FHIRSTAMP := $(FHIRVENV)/.installed
 
 .PHONY: install run test lint format bench clean
 
-$(STAMP): pyproject.toml
+# `make run` needs the service only; tests and benchmarks add the test extras on top.
+$(RUNSTAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $(RUNSTAMP)
+
+$(STAMP): $(RUNSTAMP)
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
@@ -23,7 +29,7 @@ $(FHIRSTAMP):
 install: $(STAMP)
 
 ## run: install and serve the hooks with embedded defaults (development mode, loopback only)
-run: $(STAMP)
+run: $(RUNSTAMP)
 	$(BIN)/rls-cds serve --dev
 
 ## test: install everything and run lint + the whole test suite

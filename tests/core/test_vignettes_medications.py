@@ -380,3 +380,37 @@ def test_urn_uuid_medication_reference_as_in_synthea_bundles(run):
     order["medicationReference"] = {"reference": f"urn:uuid:{mid}"}
     f = finding(run(rls_patient(order, med)), "drug_induced")
     assert f.evidence[0].certainty == "code" and "sertraline" in f.summary.lower()
+
+
+def test_a_combination_with_an_antipsychotic_gets_no_swap_and_no_removal(run):
+    # Olanzapine/fluoxetine: bupropion would replace the antidepressant half only.
+    symbyax = F.draft(None, "olanzapine 6 MG / fluoxetine 25 MG Oral Capsule", rid="d-sym")
+    card = _drug_card(run.cards(rls_patient(), hook="order-sign", drafts=[symbyax]))
+    assert "bupropion" not in card["summary"] + card["detail"] and "suggestions" not in card
+    assert "no simple substitute" in card["detail"]
+    assert "with the prescriber" not in card["detail"]  # at order-sign the reader is the prescriber
+
+
+def test_active_antidepressant_card_says_not_to_stop_it_abruptly(run):
+    for order in (F.med_request("312242", "paroxetine 20 MG Oral Tablet"), F.med_request(*SERTRALINE_SCD)):
+        card = _drug_card(run.cards(rls_patient(order)))
+        assert "Do not stop an antidepressant abruptly" in card["detail"]
+    # A new draft is not a treatment to stop: no taper advice there.
+    card = _drug_card(
+        run.cards(rls_patient(), hook="order-sign", drafts=[F.draft(*SERTRALINE_SCD, rid="d1")])
+    )
+    assert "abruptly" not in card["detail"]
+
+
+def test_with_neuropathy_an_snri_or_tca_alternative_treats_the_pain_too(run):
+    neuropathy = F.condition(F.ICD10, "E11.42", "Type 2 diabetes mellitus with diabetic polyneuropathy")
+    duloxetine = F.med_request("596926", "duloxetine 30 MG Delayed Release Oral Capsule")
+    card = _drug_card(run.cards(rls_patient(neuropathy, duloxetine)))
+    assert "consider a gabapentinoid" in card["summary"] and "bupropion" not in card["detail"]
+    # Without neuropathy the tables' alternative stands.
+    assert "consider bupropion" in _drug_card(run.cards(rls_patient(duloxetine)))["summary"]
+    # An SSRI is not a pain drug: its alternative does not change.
+    assert (
+        "bupropion"
+        in _drug_card(run.cards(rls_patient(neuropathy, F.med_request(*SERTRALINE_SCD))))["summary"]
+    )

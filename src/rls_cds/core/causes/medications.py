@@ -42,6 +42,28 @@ def _pregnant(ctx: Context) -> bool:
     return any("gestational_weeks" in f.data for f in pregnancy(ctx))
 
 
+# Antidepressants also used for neuropathic pain: with neuropathy coded, an antidepressant swap would
+# leave the pain untreated; a gabapentinoid treats both (AASM 2024 recommends them for RLS).
+_NEUROPATHIC_PAIN_CLASSES = frozenset({"snri", "tca"})
+_FOR_NEUROPATHY = (
+    "a gabapentinoid (pregabalin or gabapentin treat both neuropathic pain and RLS; adjust to kidney "
+    "function)"
+)
+
+
+def _alternative(ctx: Context, ingredients: list[Any], classes: list[str]) -> str | None:
+    """The substitute the tables name, only when every aggravating ingredient has the same one: for
+    fluoxetine + olanzapine, bupropion would replace the antidepressant half only."""
+    named = {i.alternative or None for i in ingredients}
+    if len(named) != 1 or None in named:
+        return None
+    if set(classes) <= _NEUROPATHIC_PAIN_CLASSES and any(
+        not c.tentative for c in ctx.facts.by_cause("peripheral_neuropathy")
+    ):
+        return _FOR_NEUROPATHY
+    return named.pop()
+
+
 def drug_induced(ctx: Context) -> list[Finding]:
     cid = "drug_induced"
     rls = ctx.facts.by_cause("rls")
@@ -77,8 +99,8 @@ def drug_induced(ctx: Context) -> list[Finding]:
         lead = ingredients[0]
         strength = lead.strength
         warn = any(i.indicator == "warning" for i in ingredients)
-        alternative = next((i.alternative for i in ingredients if i.alternative), None)
         classes = sorted({i.drug_class for i in ingredients})
+        alternative = _alternative(ctx, ingredients, classes)
         in_pregnancy = False
         if ANTIDEPRESSANT_CLASSES & set(classes):
             pregnant = _pregnant(ctx) if pregnant is None else pregnant
@@ -152,11 +174,15 @@ def drug_induced(ctx: Context) -> list[Finding]:
         if alternative:
             action = f"Review the need for {drug}. " + tidy(ctx.cause(cid).render("action", **fields))
         else:
-            action = f"Review the need for {drug} with the prescriber" + (
-                " and the obstetric team." if in_pregnancy else "; no simple substitute."
-            )
+            # At order-sign the reader is the prescriber: "with the prescriber" only on patient-view.
+            who = ["the prescriber"] if kind == "active" else []
+            who += ["the obstetric team"] if in_pregnancy else []
+            action = f"Review the need for {drug}" + (f" with {' and '.join(who)}" if who else "")
+            action += "." if in_pregnancy else "; no simple substitute."
         if "beta_blocker" in classes:
             action += " Never stop a beta-blocker abruptly."
+        if ANTIDEPRESSANT_CLASSES & set(classes) and (kind == "active" or continues):
+            action += " Do not stop an antidepressant abruptly: taper, or cross-taper to the alternative."
         out.append(
             make(
                 ctx,

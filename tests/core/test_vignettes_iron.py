@@ -523,3 +523,18 @@ def test_labs_that_could_not_be_read_are_never_called_missing(run):
 def test_ferritin_at_366_days_is_stale(run):
     assert "iron_studies_missing" in causes(run(rls_patient(F.ferritin(150, days=366))))
     assert "iron_studies_missing" not in causes(run(rls_patient(F.ferritin(150, days=364))))
+
+
+def test_iron_cards_in_pregnancy_defer_iv_iron_past_the_first_trimester(run):
+    # Ferritin 85 is the IV-only band for non-pregnant adults: "consider IV iron" in early pregnancy
+    # was unsafe advice (IV iron is not given in the first trimester).
+    early = F.condition(F.SCT, "72892002", "Normal pregnancy", onset_days=20)
+    f = finding(run(rls_patient(early, F.ferritin(85), F.tsat(25))), "iron_deficiency")
+    assert "IV iron is avoided in the first trimester" in f.action and f.data["pregnant"] is True
+    assert "oral iron is not expected to help" not in f.action
+    late = F.condition(F.ICD10, "Z3A.30", "30 weeks gestation of pregnancy", onset_days=7)
+    f = finding(run(rls_patient(late, F.ferritin(40))), "iron_deficiency")
+    assert "Pregnant (31 weeks): decide oral or IV iron with the obstetric team" in f.action
+    # Not pregnant: the action is the guideline's alone.
+    f = finding(run(rls_patient(F.ferritin(85), F.tsat(25))), "iron_deficiency")
+    assert "Pregnant" not in f.action and "pregnant" not in f.data

@@ -467,7 +467,35 @@ def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evi
             data={**data, "iron_ordered": True},
             **kw,
         )
-    return make(ctx, "iron_deficiency", evidence=evidence, data=data, **kw)
+    found = make(ctx, "iron_deficiency", evidence=evidence, data=data, **kw)
+    pregnant, weeks = _pregnancy_state(ctx)
+    if pregnant:
+        # "IV iron only; oral iron will not help" is the non-pregnant rule: not said beside its opposite.
+        lead = "" if data.get("band") == "iv_only" else found.action
+        found.action = tidy(f"{lead} {_in_pregnancy(weeks)}")
+        found.data = {**found.data, "pregnant": True}
+    return found
+
+
+def _pregnancy_state(ctx: Context) -> tuple[bool, float | None]:
+    """(currently pregnant, gestational weeks today or None) by the pregnancy rule's own reading."""
+    from rls_cds.core.causes.pregnancy import pregnancy  # pregnancy imports this module
+
+    current = [f for f in pregnancy(ctx) if "gestational_weeks" in f.data]
+    return bool(current), next((f.data["gestational_weeks"] for f in current), None)
+
+
+def _in_pregnancy(weeks: float | None) -> str:
+    """The AASM bands are for non-pregnant adults; IV iron is not given in the first trimester."""
+    if weeks is not None and weeks >= 14:
+        return (
+            f"Pregnant ({num(weeks)} weeks): decide oral or IV iron with the obstetric team "
+            "(IV iron is used from the second trimester)."
+        )
+    return (
+        "Pregnant (first trimester or weeks unknown): oral iron now; IV iron is avoided in the first "
+        "trimester and used from the second, with the obstetric team."
+    )
 
 
 def iron_studies_missing(ctx: Context) -> list[Finding]:

@@ -276,3 +276,19 @@ def test_positive_qualitative_hcg(run):
         days=20,
     )
     assert "pregnancy" not in causes(run(rls_patient(neg)))
+
+
+def test_renal_dose_card_names_each_order_its_own_drug_and_horizant_on_dialysis(run):
+    dialysis = F.condition(F.ICD10, "Z99.2", "Dependence on renal dialysis")
+    pregabalin = F.med_request(None, "pregabalin 75 MG Oral Capsule", rid="pgb")
+    horizant = F.draft(None, "gabapentin enacarbil 600 MG Extended Release Oral Tablet [Horizant]", rid="ge")
+    cards = run.cards(rls_patient(dialysis, pregabalin), hook="order-sign", drafts=[horizant])
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "kidney_disease")
+    detail = card["detail"]
+    assert "gabapentin enacarbil and pregabalin are renally cleared" in detail  # was "... is"
+    assert "not recommended on haemodialysis" in detail
+    assert "two gabapentinoids; check this is intended" in detail
+    # Each order's evidence line names its own drug (both were listed under each order).
+    lines = [line for line in detail.splitlines() if "MedicationRequest/" in line]
+    assert any("`MedicationRequest/pgb`" in x and "**pregabalin**" in x for x in lines), lines
+    assert not any("`MedicationRequest/pgb`" in x and "enacarbil**" in x for x in lines), lines

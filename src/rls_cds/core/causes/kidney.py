@@ -24,6 +24,10 @@ from rls_cds.core.findings import (
 # --- kidney --------------------------------------------------------------------------------------
 
 
+def _gabapentinoids(m) -> list[str]:
+    return sorted({i.name for i in m.ingredients if i.drug_class == "gabapentinoid"})
+
+
 def _egfr_run(ctx: Context) -> tuple[LabFact | None, list[LabFact]]:
     """(latest eGFR in the window, the run of consecutive values < 60 ending at it, oldest first)."""
     limit = ctx.threshold("kidney_disease", "egfr_low")
@@ -122,12 +126,16 @@ def kidney_disease(ctx: Context) -> list[Finding]:
     action = "Note the association with RLS."
     actionable = False
     if gaba and (esrd or ckd or egfr_ckd or (last is not None and _below(last, limit))):
-        names = sorted({i.name for m in gaba for i in m.ingredients if i.drug_class == "gabapentinoid"})
-        evidence += [med_evidence(m, names) for m in gaba]
+        names = sorted({name for m in gaba for name in _gabapentinoids(m)})
+        evidence += [med_evidence(m, _gabapentinoids(m)) for m in gaba]  # each order with its own drug
         action = (
-            f"Renal dose check: {', '.join(names)} is renally cleared; adjust the dose to creatinine "
-            "clearance per the product label."
+            f"Renal dose check: {' and '.join(names)} {'are' if len(names) > 1 else 'is'} renally cleared; "
+            "adjust the dose to creatinine clearance per the product label."
         )
+        if esrd and "gabapentin enacarbil" in names:
+            action += " Gabapentin enacarbil (Horizant) is not recommended on haemodialysis (product label)."
+        if len(names) > 1:
+            action += f" {cap(' and '.join(names))} together: two gabapentinoids; check this is intended."
         actionable = True
         # The card's strength of evidence is that of the kidney-RLS link; the dose check is not.
         reasoning += (

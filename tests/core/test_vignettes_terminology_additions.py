@@ -63,12 +63,15 @@ def test_week_codes_below_28_are_tabled_as_trimester_unknown(terminology, weeks)
     assert matches[0].display == f"{weeks} weeks gestation of pregnancy"
 
 
-def test_z3a_00_and_z3a_01_are_not_tabled(terminology):
-    # The core reads the digits of a Z3A code as the week: Z3A.00 ("not specified") would be 0 weeks and
-    # Z3A.01 ("less than 8 weeks") 1 week. Neither is what the code means, so neither is tabled until the
-    # core reads them as "week unknown" / "< 8 weeks".
-    assert terminology.condition_matches(F.ICD10, "Z3A.00") == []
-    assert terminology.condition_matches(F.ICD10, "Z3A.01") == []
+@pytest.mark.parametrize("code", ["Z3A.00", "Z3A.01"])
+def test_z3a_00_and_z3a_01_mean_pregnant_with_the_week_unknown(run, terminology, code):
+    # The digits are not a week here ("not specified", "less than 8 weeks"): read as 0 or 1 week they
+    # would date the pregnancy wrongly. Pregnant on that date, week unknown.
+    matches = terminology.condition_matches(F.ICD10, code)
+    assert [(m.cause, m.qualifier) for m in matches] == [("pregnancy", "trimester_unknown")]
+    a = run(rls_patient(F.condition(F.ICD10, code, matches[0].display, onset_days=10)))
+    f = finding(a, "pregnancy")
+    assert f.data["gestational_weeks"] is None and "trimester unknown" in f.summary
 
 
 # --- lifestyle: current-smoker answers ------------------------------------------------------------

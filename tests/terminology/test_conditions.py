@@ -78,7 +78,9 @@ def test_pregnancy_qualifiers(terminology):
     assert causes(terminology, ICD, "O99.353") == {"pregnancy": "third_trimester"}
     assert causes(terminology, ICD, "Z39.2") == {"pregnancy": "postpartum"}
     assert causes(terminology, SCT, "72892002") == {"pregnancy": "trimester_unknown"}
-    assert terminology.condition_matches(ICD, "Z3A.20") == []
+    # Weeks below 28 (and "not specified", "< 8 weeks"): pregnant, trimester read from the week.
+    for code in ("Z3A.00", "Z3A.01", "Z3A.08", "Z3A.20", "Z3A.27"):
+        assert causes(terminology, ICD, code) == {"pregnancy": "trimester_unknown"}, code
 
 
 def test_tobacco_current_vs_remission_and_history(terminology):

@@ -25,6 +25,8 @@ def _weeks_from_code(c: ConditionFact) -> float | None:
     code = c.code.upper()
     if code.startswith("Z3A.") and code[4:].isdigit():
         weeks = int(code[4:])
+        if weeks in (0, 1):  # Z3A.00 weeks not specified, Z3A.01 less than 8 weeks: week unknown
+            return None
         return 43.0 if weeks == 49 else float(weeks)  # Z3A.49: greater than 42 weeks
     if c.qualifier == "third_trimester":
         return 28.0  # "third trimester" says at least 28 weeks 0 days on the day it was coded

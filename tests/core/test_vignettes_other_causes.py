@@ -207,6 +207,17 @@ def test_newer_former_smoker_status_overrides_older_current(run):
     assert "lifestyle" not in causes(run(rls_patient(old, new)))
 
 
+def test_a_current_smoker_status_older_than_the_window_is_not_current_use(run):
+    # The smoking_status look-back (365 days in causes.yaml) was never applied.
+    def status(days):
+        return F.coded_observation(
+            "72166-2", "Tobacco smoking status", F.SCT, "449868002", "Current every day smoker", days=days
+        )
+
+    assert "lifestyle" in causes(run(rls_patient(status(300))))
+    assert "lifestyle" not in causes(run(rls_patient(status(500))))
+
+
 def test_audit_c_at_threshold_is_alcohol(run):
     hi = F.observation("75626-2", "Total score [AUDIT-C]", 4, "{score}")
     lo = F.observation("75626-2", "Total score [AUDIT-C]", 3, "{score}")

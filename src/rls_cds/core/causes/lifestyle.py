@@ -27,8 +27,11 @@ def lifestyle(ctx: Context) -> list[Finding]:
         key=lambda x: (x.date, x.ref),
         reverse=True,
     )
-    if smoking:
-        latest = smoking[0]  # the newest status wins: a newer "former smoker" ends an older "current"
+    # The newest status wins (a newer "former smoker" ends an older "current"), and only within the
+    # look-back window: a "current smoker" answer from two years ago says nothing about today.
+    window = ctx.lookback(cid, "smoking_status")
+    if smoking and ctx.now - smoking[0].date <= window:
+        latest = smoking[0]
         matches = [m for s, c in latest.coded for m in ctx.t.condition_matches(s, c) if m.cause == cid]
         if matches:
             kinds.add(matches[0].qualifier or "tobacco")

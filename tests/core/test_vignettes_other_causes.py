@@ -74,6 +74,28 @@ def test_borderline_b12_with_high_mma_is_possible_deficiency(run):
     assert "MMA" in f.summary
 
 
+def _mma(value):
+    return F.observation("13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma", value, "nmol/L")
+
+
+def test_low_b12_beside_a_normal_mma_is_information_naming_the_mma(run):
+    # "Low vitamin B12 may worsen RLS... replete" beside a normal MMA, which was not even shown.
+    f = finding(run(rls_patient(b12(190), _mma(150))), "b12_deficiency")
+    assert not f.actionable and "MMA 150 nmol/L normal: deficiency not confirmed" in f.summary
+    assert any(e.value == 150 for e in f.evidence)
+    assert "not confirmed" not in finding(run(rls_patient(b12(190))), "b12_deficiency").summary  # no MMA
+
+
+def test_a_high_mma_in_reduced_kidney_function_names_it(run):
+    ckd = F.condition(F.ICD10, "N18.32", "Chronic kidney disease, stage 3b")
+    f = finding(run(rls_patient(b12(260), _mma(550), ckd)), "b12_deficiency")
+    assert "MMA is also raised by reduced kidney function, which this patient has" in f.reasoning
+    assert "N18.32" in f.reasoning
+    f = finding(run(rls_patient(b12(260), _mma(550), F.egfr(35, days=20))), "b12_deficiency")
+    assert "eGFR 35" in f.reasoning
+    assert "kidney function" not in finding(run(rls_patient(b12(260), _mma(550))), "b12_deficiency").reasoning
+
+
 def test_borderline_b12_without_mma_asks_for_mma_and_a_normal_mma_settles_it(run):
     # rls-clinical.md §2.9: 200-300 pg/mL is borderline: check MMA.
     f = finding(run(rls_patient(b12(150, "pmol/L"))), "b12_deficiency")  # ~203 pg/mL

@@ -112,6 +112,9 @@ def _lab_low_rule(
                 f"{label} {lab_text(extra[0])} borderline, MMA {lab_text(extra[1])}: possible B12 deficiency"
             )
         tent = all_tentative(conds) and low is None and extra is None
+        why, informative = reasoning, None
+        if cid == "b12_deficiency":
+            summary, action, why, informative = _b12_with_mma(ctx, low, extra, evidence, summary, action, why)
         return [
             make(
                 ctx,
@@ -119,15 +122,53 @@ def _lab_low_rule(
                 summary=summary,
                 action=action,
                 fields=fields,
-                reasoning=reasoning,
+                reasoning=why,
                 evidence=evidence,
-                actionable=False if tent else None,
+                actionable=False if tent or informative else None,
                 data={"value": low.value if low else None},
             )
         ]
 
     rule.__name__ = cid
     return rule
+
+
+def _b12_with_mma(ctx: Context, low, extra, evidence: list, summary, action, reasoning: str):
+    """What an MMA result adds to a B12 card: a normal MMA beside a low B12 argues against tissue
+    deficiency (the card informs); a high MMA in a patient with reduced kidney function may be the
+    kidneys' (the card names it). Returns (summary, action, reasoning, inform only)."""
+    limit = ctx.threshold("b12_deficiency", "mma_high")
+    mma = ctx.recent(
+        (x for x in ctx.facts.labs if x.analyte == "mma" and x.value is not None),
+        ctx.lookback("b12_deficiency", "mma"),
+    )
+    if low is not None and mma and mma[0].value <= limit:
+        evidence.append(lab_evidence(mma[0], "normal MMA: argues against tissue B12 deficiency"))
+        summary = f"B12 {lab_text(low)} low but MMA {lab_text(mma[0])} normal: deficiency not confirmed"
+        reasoning += (
+            f" The MMA ({num(mma[0].value)} nmol/L, {day(mma[0].date)}) is not raised (> {num(limit)} "
+            "supports deficiency), which argues against tissue B12 deficiency; judge the low B12 clinically."
+        )
+        return summary, "Judge clinically; repeat B12 if in doubt.", reasoning, True
+    high_mma = (low is not None and mma and mma[0].value > limit) or (extra is not None and len(extra) == 2)
+    kidney = _reduced_kidney_function(ctx) if high_mma else None
+    if kidney:
+        reasoning += f" MMA is also raised by reduced kidney function, which this patient has ({kidney})."
+    return summary, action, reasoning, False
+
+
+def _reduced_kidney_function(ctx: Context) -> str | None:
+    """A word on the patient's reduced kidney function (CKD 3+/ESRD coded, or a latest eGFR < 60)."""
+    for c in ctx.facts.by_cause("kidney_disease"):
+        if c.qualifier in ("esrd", "ckd3plus", "uremia") and not c.tentative:
+            return f"{c.display or c.code} ({c.code})"
+    egfr = ctx.recent(
+        (x for x in ctx.facts.labs if x.analyte == "egfr" and x.value is not None),
+        ctx.lookback("kidney_disease", "egfr"),
+    )
+    if egfr and egfr[0].value < ctx.threshold("kidney_disease", "egfr_low"):
+        return f"eGFR {num(egfr[0].value)} on {day(egfr[0].date)}"
+    return None
 
 
 def _b12_borderline(ctx: Context, b12: list[LabFact]) -> list[LabFact] | None:

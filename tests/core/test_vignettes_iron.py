@@ -538,3 +538,21 @@ def test_iron_cards_in_pregnancy_defer_iv_iron_past_the_first_trimester(run):
     # Not pregnant: the action is the guideline's alone.
     f = finding(run(rls_patient(F.ferritin(85), F.tsat(25))), "iron_deficiency")
     assert "Pregnant" not in f.action and "pregnant" not in f.data
+
+
+def test_pregnancy_with_esrd_or_an_iv_iron_order_never_contradicts_itself(run):
+    early = F.condition(F.ICD10, "Z3A.10", "10 weeks gestation of pregnancy", onset_days=7)
+    esrd = F.condition(F.ICD10, "N18.6", "End stage renal disease")
+    f = finding(run(rls_patient(early, esrd, F.ferritin(150), F.tsat(15))), "iron_deficiency")
+    assert "IV iron sucrose" not in f.summary and "Consider IV iron" not in f.action
+    assert "in pregnancy, plan iron with the obstetric team" in f.summary
+    assert "for non-pregnant adults" in f.reasoning
+    # An IV iron order in early pregnancy is the one iron order that gets a second look.
+    fcm = F.draft("1435169", "ferric carboxymaltose 50 MG/ML Injectable Solution", rid="fcm")
+    cards = run.cards(rls_patient(early, F.ferritin(30)), hook="order-sign", drafts=[fcm])
+    card = next(c for c in cards if c["source"]["topic"]["code"] == "iron_deficiency")
+    assert card["indicator"] == "warning" and "ordered in early pregnancy" in card["summary"]
+    # Oral iron ordered: as before, "recheck levels".
+    oral = F.draft(None, "ferrous sulfate 325 MG Oral Tablet", rid="fs")
+    f = finding(run(rls_patient(early, F.ferritin(30)), drafts=[oral]), "iron_deficiency")
+    assert "iron already ordered" in f.summary and not f.actionable

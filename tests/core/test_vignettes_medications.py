@@ -389,6 +389,9 @@ def test_a_combination_with_an_antipsychotic_gets_no_swap_and_no_removal(run):
     assert "bupropion" not in card["summary"] + card["detail"] and "suggestions" not in card
     assert "no simple substitute" in card["detail"]
     assert "with the prescriber" not in card["detail"]  # at order-sign the reader is the prescriber
+    active = F.med_request(None, "olanzapine 6 MG / fluoxetine 25 MG Oral Capsule")
+    detail = _drug_card(run.cards(rls_patient(active)))["detail"]
+    assert "taper it" in detail and "cross-taper" not in detail  # no alternative to cross-taper to
 
 
 def test_active_antidepressant_card_says_not_to_stop_it_abruptly(run):
@@ -406,7 +409,19 @@ def test_with_neuropathy_an_snri_or_tca_alternative_treats_the_pain_too(run):
     neuropathy = F.condition(F.ICD10, "E11.42", "Type 2 diabetes mellitus with diabetic polyneuropathy")
     duloxetine = F.med_request("596926", "duloxetine 30 MG Delayed Release Oral Capsule")
     card = _drug_card(run.cards(rls_patient(neuropathy, duloxetine)))
-    assert "consider a gabapentinoid" in card["summary"] and "bupropion" not in card["detail"]
+    assert (
+        "consider a gabapentinoid" in card["summary"]
+        and "or bupropion if it is for depression" in card["detail"]
+    )
+    assert (
+        "cross-taper" not in card["detail"] and "taper it" in card["detail"]
+    )  # no antidepressant swap named
+    # Already on a gabapentinoid: the tables' alternative stands.
+    gabapentin = F.med_request(None, "gabapentin 300 MG Oral Capsule")
+    assert (
+        "consider bupropion"
+        in _drug_card(run.cards(rls_patient(neuropathy, duloxetine, gabapentin)))["summary"]
+    )
     # Without neuropathy the tables' alternative stands.
     assert "consider bupropion" in _drug_card(run.cards(rls_patient(duloxetine)))["summary"]
     # An SSRI is not a pain drug: its alternative does not change.

@@ -86,6 +86,36 @@ def test_low_b12_beside_a_normal_mma_is_information_naming_the_mma(run):
     assert "not confirmed" not in finding(run(rls_patient(b12(190))), "b12_deficiency").summary  # no MMA
 
 
+def test_mma_bounds_unrelated_draws_and_coded_deficiency(run):
+    def mma(value, comparator=None, days=30):
+        return F.observation(
+            "13964-2",
+            "Methylmalonate [Moles/volume] in Serum or Plasma",
+            value,
+            "nmol/L",
+            comparator=comparator,
+            days=days,
+        )
+
+    # '>400' is raised, never "normal": the low-B12 card keeps its claim and shows the MMA.
+    f = finding(run(rls_patient(b12(150), mma(400, ">"))), "b12_deficiency")
+    assert "not confirmed" not in f.summary and any(e.value == ">400" for e in f.evidence)
+    assert (
+        "possible B12 deficiency"
+        in finding(run(rls_patient(b12(250), mma(400, ">"))), "b12_deficiency").summary
+    )
+    # A coded B12 deficiency (pernicious anaemia) is not second-guessed by a normal MMA.
+    pa = F.condition(F.ICD10, "D51.0", "Vitamin B12 deficiency anemia due to intrinsic factor deficiency")
+    assert "not confirmed" not in finding(run(rls_patient(b12(190), mma(150), pa)), "b12_deficiency").summary
+    # An MMA drawn ten months before the B12 is not "beside" it.
+    f = finding(run(rls_patient(b12(190, days=5), mma(150, days=300))), "b12_deficiency")
+    assert "not confirmed" not in f.summary
+    # An MMA that cannot be read is not a raised one.
+    unread = F.observation("13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma", 0.6, "mg/dL")
+    f = finding(run(rls_patient(b12(250), unread, F.egfr(40, days=20))), "b12_deficiency")
+    assert "also raised by reduced kidney function" not in f.reasoning
+
+
 def test_a_high_mma_in_reduced_kidney_function_names_it(run):
     ckd = F.condition(F.ICD10, "N18.32", "Chronic kidney disease, stage 3b")
     f = finding(run(rls_patient(b12(260), _mma(550), ckd)), "b12_deficiency")
@@ -238,6 +268,15 @@ def test_a_current_smoker_status_older_than_the_window_is_not_current_use(run):
 
     assert "lifestyle" in causes(run(rls_patient(status(300))))
     assert "lifestyle" not in causes(run(rls_patient(status(500))))
+
+
+def test_a_newer_former_smoker_status_supersedes_an_older_tobacco_diagnosis(run):
+    old = F.condition(F.SCT, "449868002", "Current every day smoker", onset_days=1700)
+    former = F.coded_observation(
+        "72166-2", "Tobacco smoking status", F.SCT, "8517006", "Former smoker", days=30
+    )
+    assert "lifestyle" not in causes(run(rls_patient(old, former)))
+    assert "lifestyle" in causes(run(rls_patient(old)))  # no newer status: the diagnosis stands
 
 
 def test_audit_c_at_threshold_is_alcohol(run):

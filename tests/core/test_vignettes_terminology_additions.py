@@ -63,15 +63,22 @@ def test_week_codes_below_28_are_tabled_as_trimester_unknown(terminology, weeks)
     assert matches[0].display == f"{weeks} weeks gestation of pregnancy"
 
 
-@pytest.mark.parametrize("code", ["Z3A.00", "Z3A.01"])
-def test_z3a_00_and_z3a_01_mean_pregnant_with_the_week_unknown(run, terminology, code):
-    # The digits are not a week here ("not specified", "less than 8 weeks"): read as 0 or 1 week they
-    # would date the pregnancy wrongly. Pregnant on that date, week unknown.
-    matches = terminology.condition_matches(F.ICD10, code)
+def test_z3a_00_means_pregnant_with_the_week_unknown(run, terminology):
+    matches = terminology.condition_matches(F.ICD10, "Z3A.00")
     assert [(m.cause, m.qualifier) for m in matches] == [("pregnancy", "trimester_unknown")]
-    a = run(rls_patient(F.condition(F.ICD10, code, matches[0].display, onset_days=10)))
-    f = finding(a, "pregnancy")
+    f = finding(
+        run(rls_patient(F.condition(F.ICD10, "Z3A.00", matches[0].display, onset_days=10))), "pregnancy"
+    )
     assert f.data["gestational_weeks"] is None and "trimester unknown" in f.summary
+
+
+def test_z3a_01_is_a_lower_bound_on_gestational_age(run, terminology):
+    # "Less than 8 weeks": at least 0 weeks on that date, so at least the weeks since then today.
+    matches = terminology.condition_matches(F.ICD10, "Z3A.01")
+    assert [(m.cause, m.qualifier) for m in matches] == [("pregnancy", "trimester_unknown")]
+    z3a01 = F.condition(F.ICD10, "Z3A.01", matches[0].display, onset_days=200)
+    f = finding(run(rls_patient(z3a01)), "pregnancy")
+    assert f.data["gestational_weeks"] >= 28 and "under 8 weeks on that date" in f.evidence[0].note
 
 
 # --- lifestyle: current-smoker answers ------------------------------------------------------------

@@ -449,12 +449,19 @@ def _diagnosis_card_orders_studies(ctx: Context, s: IronStatus, diagnoses: list[
 
 
 def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evidence], **kw) -> Finding:
+    pregnant, weeks = _pregnancy_state(ctx)
+    early = pregnant and (weeks is None or weeks < _SECOND_TRIMESTER_WEEKS)
     if s.iron_orders:
         names = ", ".join(
             sorted({i.name for m in s.iron_orders for i in m.ingredients if i.drug_class == "iron"})
         )
         evidence = evidence + [med_evidence(m, [names]) for m in s.iron_orders]
         head = kw.get("summary") or ctx.cause("iron_deficiency").render("summary", **kw.get("fields", {}))
+        iv = sorted({i.name for m in s.iron_orders for i in m.ingredients if i.name in _IV_IRON})
+        if early and iv:  # the one case where the order itself needs a second look
+            kw["summary"] = clip(f"IV iron ({', '.join(iv)}) ordered in early pregnancy: confirm the timing")
+            kw["action"] = _in_pregnancy(weeks)
+            return make(ctx, "iron_deficiency", evidence=evidence, data={**data, "iron_ordered": True}, **kw)
         kw["summary"] = clip(tidy(head.split(":")[0]) + f": iron already ordered ({names}); recheck levels")
         kw["action"] = (
             "Iron therapy is already ordered: recheck ferritin and TSAT about 12 weeks after starting."
@@ -468,13 +475,25 @@ def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evi
             **kw,
         )
     found = make(ctx, "iron_deficiency", evidence=evidence, data=data, **kw)
-    pregnant, weeks = _pregnancy_state(ctx)
     if pregnant:
-        # "IV iron only; oral iron will not help" is the non-pregnant rule: not said beside its opposite.
-        lead = "" if data.get("band") == "iv_only" else found.action
-        found.action = tidy(f"{lead} {_in_pregnancy(weeks)}")
         found.data = {**found.data, "pregnant": True}
+        found.reasoning += " These bands are for non-pregnant adults: in pregnancy, see the suggested action."
+        if early and data.get("band") in ("iv_only", "esrd"):
+            # The IV advice of these bands is not given beside its opposite, nor in the summary.
+            found.summary = clip(
+                tidy(found.summary.split(":")[0]) + ": in pregnancy, plan iron with the obstetric team"
+            )
+            found.action = _in_pregnancy(weeks)
+        else:
+            found.action = tidy(f"{found.action} {_in_pregnancy(weeks)}")
     return found
+
+
+# IV-only iron preparations (ingredient names of terminology/medications.csv, drug class iron).
+_IV_IRON = frozenset(
+    {"ferric carboxymaltose", "iron sucrose", "ferumoxytol", "iron-dextran complex", "ferric derisomaltose"}
+)
+_SECOND_TRIMESTER_WEEKS = 14
 
 
 def _pregnancy_state(ctx: Context) -> tuple[bool, float | None]:
@@ -487,14 +506,15 @@ def _pregnancy_state(ctx: Context) -> tuple[bool, float | None]:
 
 def _in_pregnancy(weeks: float | None) -> str:
     """The AASM bands are for non-pregnant adults; IV iron is not given in the first trimester."""
-    if weeks is not None and weeks >= 14:
+    if weeks is not None and weeks >= _SECOND_TRIMESTER_WEEKS:
         return (
             f"Pregnant ({num(weeks)} weeks): decide oral or IV iron with the obstetric team "
             "(IV iron is used from the second trimester)."
         )
+    when = "week unknown" if weeks is None else f"{num(weeks)} weeks"
     return (
-        "Pregnant (first trimester or weeks unknown): oral iron now; IV iron is avoided in the first "
-        "trimester and used from the second, with the obstetric team."
+        f"Pregnant ({when}): prefer oral iron; IV iron is avoided in the first trimester. Decide with the "
+        "obstetric team."
     )
 
 

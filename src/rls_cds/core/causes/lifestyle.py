@@ -20,13 +20,17 @@ from rls_cds.core.findings import (
 def lifestyle(ctx: Context) -> list[Finding]:
     cid = "lifestyle"
     conds = ctx.facts.by_cause(cid)
-    evidence = [condition_evidence(c) for c in conds]
-    kinds = {c.qualifier or "lifestyle" for c in conds}
     smoking = sorted(
         (x for x in ctx.facts.labs if x.analyte == "smoking_status" and x.date is not None),
         key=lambda x: (x.date, x.ref),
         reverse=True,
     )
+    if smoking:  # a newer recorded status (e.g. "former smoker") supersedes an older tobacco diagnosis
+        conds = [
+            c for c in conds if c.qualifier != "tobacco" or (c.date is not None and c.date > smoking[0].date)
+        ]
+    evidence = [condition_evidence(c) for c in conds]
+    kinds = {c.qualifier or "lifestyle" for c in conds}
     # The newest status wins (a newer "former smoker" ends an older "current"), and only within the
     # look-back window: a "current smoker" answer from two years ago says nothing about today.
     window = ctx.lookback(cid, "smoking_status")

@@ -46,9 +46,17 @@ def _pregnant(ctx: Context) -> bool:
 # leave the pain untreated; a gabapentinoid treats both (AASM 2024 recommends them for RLS).
 _NEUROPATHIC_PAIN_CLASSES = frozenset({"snri", "tca"})
 _FOR_NEUROPATHY = (
-    "a gabapentinoid (pregabalin or gabapentin treat both neuropathic pain and RLS; adjust to kidney "
-    "function)"
+    "a gabapentinoid for neuropathic pain (pregabalin or gabapentin also treat RLS; adjust to kidney "
+    "function), or bupropion if it is for depression"
 )
+
+
+def _on_gabapentinoid(ctx: Context) -> bool:
+    return any(
+        (m.draft or m.status in ("active", "on-hold"))
+        and any(i.drug_class == "gabapentinoid" for i in m.ingredients)
+        for m in ctx.facts.meds
+    )
 
 
 def _alternative(ctx: Context, ingredients: list[Any], classes: list[str]) -> str | None:
@@ -57,8 +65,10 @@ def _alternative(ctx: Context, ingredients: list[Any], classes: list[str]) -> st
     named = {i.alternative or None for i in ingredients}
     if len(named) != 1 or None in named:
         return None
-    if set(classes) <= _NEUROPATHIC_PAIN_CLASSES and any(
-        not c.tentative for c in ctx.facts.by_cause("peripheral_neuropathy")
+    if (
+        set(classes) <= _NEUROPATHIC_PAIN_CLASSES
+        and any(not c.tentative for c in ctx.facts.by_cause("peripheral_neuropathy"))
+        and not _on_gabapentinoid(ctx)  # already treated with one: the tables' alternative stands
     ):
         return _FOR_NEUROPATHY
     return named.pop()
@@ -182,7 +192,10 @@ def drug_induced(ctx: Context) -> list[Finding]:
         if "beta_blocker" in classes:
             action += " Never stop a beta-blocker abruptly."
         if ANTIDEPRESSANT_CLASSES & set(classes) and (kind == "active" or continues):
-            action += " Do not stop an antidepressant abruptly: taper, or cross-taper to the alternative."
+            swap = alternative is not None and alternative != _FOR_NEUROPATHY  # another antidepressant
+            action += " Do not stop an antidepressant abruptly: " + (
+                "taper, or cross-taper to the alternative." if swap else "taper it."
+            )
         out.append(
             make(
                 ctx,

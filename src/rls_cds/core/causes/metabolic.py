@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from rls_cds.core.facts import LabFact
 from rls_cds.core.findings import (
@@ -142,7 +143,14 @@ def _b12_with_mma(ctx: Context, low, extra, evidence: list, summary, action, rea
         (x for x in ctx.facts.labs if x.analyte == "mma" and x.value is not None),
         ctx.lookback("b12_deficiency", "mma"),
     )
-    if low is not None and mma and mma[0].value <= limit:
+    # The MMA must belong to this B12 (drawn with it or after, or at most a month before).
+    beside = mma[0] if mma and low is not None and mma[0].date >= low.date - timedelta(days=30) else None
+    state = _mma_state(beside, limit) if beside is not None else None
+    if state == "high":
+        evidence.append(lab_evidence(beside, "raised MMA: supports B12 deficiency"))
+    coded = any(not c.tentative for c in ctx.facts.by_cause("b12_deficiency"))
+    if state == "normal" and not coded:  # a coded diagnosis (pernicious anaemia...) is not second-guessed
+        mma = [beside]
         evidence.append(lab_evidence(mma[0], "normal MMA: argues against tissue B12 deficiency"))
         summary = f"B12 {lab_text(low)} low but MMA {lab_text(mma[0])} normal: deficiency not confirmed"
         reasoning += (
@@ -150,11 +158,21 @@ def _b12_with_mma(ctx: Context, low, extra, evidence: list, summary, action, rea
             "supports deficiency), which argues against tissue B12 deficiency; judge the low B12 clinically."
         )
         return summary, "Judge clinically; repeat B12 if in doubt.", reasoning, True
-    high_mma = (low is not None and mma and mma[0].value > limit) or (extra is not None and len(extra) == 2)
+    high_mma = state == "high" or (extra is not None and len(extra) == 2 and not extra[1].unreadable)
     kidney = _reduced_kidney_function(ctx) if high_mma else None
     if kidney:
         reasoning += f" MMA is also raised by reduced kidney function, which this patient has ({kidney})."
     return summary, action, reasoning, False
+
+
+def _mma_state(lab: LabFact, limit: float) -> str | None:
+    """'high' (> limit, also '>400'), 'normal' (<= limit, also '<100'), or None when a bound cannot tell."""
+    comparator = lab.comparator or ""
+    if comparator.startswith(">"):
+        return "high" if lab.value > limit or (comparator == ">" and lab.value >= limit) else None
+    if comparator.startswith("<"):
+        return "normal" if lab.value <= limit else None
+    return "high" if lab.value > limit else "normal"
 
 
 def _reduced_kidney_function(ctx: Context) -> str | None:
@@ -189,7 +207,7 @@ def _b12_borderline(ctx: Context, b12: list[LabFact]) -> list[LabFact] | None:
             return None
         unread = ctx.unread(("mma",), window)
         return [b12[0], unread[0]] if unread else [b12[0]]
-    if mma[0].value > ctx.threshold("b12_deficiency", "mma_high"):
+    if _mma_state(mma[0], ctx.threshold("b12_deficiency", "mma_high")) == "high":
         return [b12[0], mma[0]]
     return None
 

@@ -25,8 +25,10 @@ def _weeks_from_code(c: ConditionFact) -> float | None:
     code = c.code.upper()
     if code.startswith("Z3A.") and code[4:].isdigit():
         weeks = int(code[4:])
-        if weeks in (0, 1):  # Z3A.00 weeks not specified, Z3A.01 less than 8 weeks: week unknown
+        if weeks == 0:  # Z3A.00 weeks not specified: week unknown
             return None
+        if weeks == 1:  # Z3A.01 less than 8 weeks: at least 0 weeks then, a lower bound from there on
+            return 0.0
         return 43.0 if weeks == 49 else float(weeks)  # Z3A.49: greater than 42 weeks
     if c.qualifier == "third_trimester":
         return 28.0  # "third trimester" says at least 28 weeks 0 days on the day it was coded
@@ -75,7 +77,12 @@ def _pregnancy(ctx: Context) -> list[Finding]:
                 (
                     today,
                     c.date - timedelta(weeks=weeks_then),
-                    condition_evidence(c, f"{num(weeks_then)} weeks on that date"),
+                    condition_evidence(
+                        c,
+                        "under 8 weeks on that date"
+                        if weeks_then == 0
+                        else f"{num(weeks_then)} weeks on that date",
+                    ),
                 )
             )
     for lab in ctx.facts.labs:

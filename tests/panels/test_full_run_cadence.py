@@ -96,4 +96,5 @@ def test_the_code_digest_covers_code_outside_the_core(tmp_path):
     units.write_text(units.read_text() + "\n# a fix\n")
     assert files_digest(package, (".py",)) != before
     # ... and the digest runs are judged with is that of the whole package, not of rls_cds/core.
+    orchestrate._code_digest.cache_clear()  # computed once per process: the tree may have changed since
     assert orchestrate._code_digest() == files_digest(REPO / "src" / "rls_cds", (".py",))

@@ -278,6 +278,31 @@ def test_positive_qualitative_hcg(run):
     assert "pregnancy" not in causes(run(rls_patient(neg)))
 
 
+def test_a_pregnancy_dated_long_ago_is_at_least_that_far_along(run):
+    # Pregnant on a date with the week unknown: at least the weeks since then today. A positive test 200
+    # days ago said "trimester unknown", with no third-trimester card and no ferritin check.
+    def hcg(days):
+        return F.coded_observation(
+            "2106-3",
+            "Choriogonadotropin (pregnancy test) [Presence] in Urine",
+            F.SCT,
+            "10828004",
+            "Positive",
+            days=days,
+        )
+
+    f = finding(run(rls_patient(hcg(200))), "pregnancy")
+    assert "at least 28 weeks (3rd trimester)" in f.summary and f.data["weeks_lower_bound"] is True
+    onset = F.condition(F.SCT, "72892002", "Normal pregnancy", onset_days=230)
+    assert "at least 32 weeks" in finding(run(rls_patient(onset)), "pregnancy").summary
+    # Recent: nothing to bound yet.
+    assert "trimester unknown" in finding(run(rls_patient(hcg(20))), "pregnancy").summary
+    # More than 42 weeks since a positive test: that pregnancy is over.
+    assert "pregnancy" not in causes(
+        run(rls_patient(F.condition(F.SCT, "72892002", "Normal pregnancy", onset_days=297)))
+    )
+
+
 def test_renal_dose_card_names_each_order_its_own_drug_and_horizant_on_dialysis(run):
     dialysis = F.condition(F.ICD10, "Z99.2", "Dependence on renal dialysis")
     pregabalin = F.med_request(None, "pregabalin 75 MG Oral Capsule", rid="pgb")

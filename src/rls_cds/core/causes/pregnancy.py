@@ -112,9 +112,17 @@ def _pregnancy(ctx: Context) -> list[Finding]:
     delivered = max((c.date for c in postpartum if c.date is not None), default=None)
     if delivered is not None:
         estimates = [e for e in estimates if e[1] is None or e[1] > delivered]
+    # Pregnant on a date, week unknown: at least the weeks since then today; past term, that is over.
+    estimates = [
+        e for e in estimates if e[0] is not None or e[1] is None or _weeks_since(now, e[1]) <= term_max
+    ]
     if estimates:
         known = [e for e in estimates if e[0] is not None]
         weeks = max((e[0] for e in known), default=None)
+        at_least = weeks is None and any(e[1] is not None for e in estimates)
+        if at_least:
+            weeks = max(_weeks_since(now, e[1]) for e in estimates if e[1] is not None)
+            at_least = weeks >= third  # below that, "trimester unknown" says it better than "at least 3"
         evidence = [e[2] for e in estimates]
         start = min((e[1] for e in estimates if e[1] is not None), default=None)
         if weeks is not None and weeks >= third:
@@ -129,8 +137,8 @@ def _pregnancy(ctx: Context) -> list[Finding]:
                 make(
                     ctx,
                     cid,
-                    summary=f"Pregnant, ~{int(weeks)} weeks (3rd trimester): RLS peaks, "
-                    "usually resolves after delivery",
+                    summary=f"Pregnant, {'at least ' if at_least else '~'}{int(weeks)} weeks "
+                    "(3rd trimester): RLS peaks, usually resolves after delivery",
                     reasoning="RLS affects about a quarter to a third of women in the third trimester "
                     "(Manconi "
                     "2004; Dunietz 2017) and usually resolves within about 4 weeks after delivery. Iron "
@@ -141,9 +149,15 @@ def _pregnancy(ctx: Context) -> list[Finding]:
                     evidence=evidence,
                     actionable=not checked,
                     strength="strong",
-                    data={"gestational_weeks": round(weeks, 1), "ferritin_checked": checked},
+                    data={
+                        "gestational_weeks": round(weeks, 1),
+                        "ferritin_checked": checked,
+                        "weeks_lower_bound": at_least,
+                    },
                 )
             ]
+        if not known:
+            weeks = None  # a lower bound under 28 weeks dates nothing
         return [
             make(
                 ctx,
@@ -179,6 +193,10 @@ def _pregnancy(ctx: Context) -> list[Finding]:
             )
         ]
     return []
+
+
+def _weeks_since(now: datetime, then: datetime) -> float:
+    return (now - then).days / 7.0
 
 
 def _hcg_positive(lab: LabFact) -> bool:

@@ -303,6 +303,18 @@ def test_a_pregnancy_dated_long_ago_is_at_least_that_far_along(run):
     )
 
 
+def test_postpartum_follow_up_visit_is_not_taken_for_the_delivery_and_a_recent_ferritin_counts(run):
+    visit = F.condition(F.ICD10, "Z39.2", "Encounter for routine postpartum follow-up", onset_days=5)
+    no_recent_ferritin = [F.patient(), F.rls(), F.ferritin(150, days=200), visit]
+    f = finding(run(no_recent_ferritin), "pregnancy")
+    assert "follow-up visit" in f.summary and "delivery before it" in f.summary
+    assert "check ferritin" in f.action
+    f = finding(run(rls_patient(visit)), "pregnancy")  # ferritin 20 days ago
+    assert "check ferritin" not in f.action
+    state = F.condition(F.SCT, "86569001", "Postpartum state", onset_days=5)
+    assert "follow-up visit" not in finding(run(rls_patient(state)), "pregnancy").summary
+
+
 def test_renal_dose_card_names_each_order_its_own_drug_and_horizant_on_dialysis(run):
     dialysis = F.condition(F.ICD10, "Z99.2", "Dependence on renal dialysis")
     pregabalin = F.med_request(None, "pregabalin 75 MG Oral Capsule", rid="pgb")

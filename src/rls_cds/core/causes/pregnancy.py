@@ -179,14 +179,23 @@ def _pregnancy(ctx: Context) -> list[Finding]:
         c for c in postpartum if c.date is not None and (now - c.date) <= timedelta(days=post_days)
     ]
     if recent_post:
+        latest = max(recent_post, key=lambda c: c.date)
+        # Z39.2 is the postpartum follow-up visit (usually weeks after delivery), not the delivery.
+        visit = latest.code.upper() == "Z39.2"
+        since = f"follow-up visit {day(latest.date)}, delivery before it" if visit else day(latest.date)
+        ferritin_recent = any(
+            x.analyte == "ferritin" and x.date is not None and now - x.date <= timedelta(days=90)
+            for x in (*ctx.facts.labs, *ctx.facts.unread_labs)
+        )
         return [
             make(
                 ctx,
                 cid,
-                summary=f"Postpartum ({day(recent_post[0].date)}): pregnancy RLS usually ends in ~4 weeks",
+                summary=f"Postpartum ({since}): pregnancy RLS usually ends ~4 weeks after delivery",
                 reasoning="Pregnancy-related RLS usually resolves within about 4 weeks after delivery; RLS "
                 "persisting beyond that is not pregnancy-related.",
-                action="Reassess RLS after the postpartum period; check ferritin.",
+                action="Reassess RLS after the postpartum period"
+                + ("." if ferritin_recent else "; check ferritin."),
                 evidence=[condition_evidence(c) for c in recent_post],
                 actionable=False,
                 strength=ctx.cause(cid).strength_for("postpartum"),

@@ -429,3 +429,9 @@ def test_with_neuropathy_an_snri_or_tca_alternative_treats_the_pain_too(run):
         "bupropion"
         in _drug_card(run.cards(rls_patient(neuropathy, F.med_request(*SERTRALINE_SCD))))["summary"]
     )
+
+
+def test_metoclopramide_alternative_says_ondansetron_is_not_a_prokinetic(run):
+    # Metoclopramide is often given for gastroparesis, where ondansetron is no substitute.
+    card = _drug_card(run.cards(rls_patient(F.med_request(None, "metoclopramide 10 MG Oral Tablet"))))
+    assert "consider ondansetron" in card["summary"] and "not a prokinetic" in card["detail"]

@@ -292,9 +292,16 @@ def test_a_pregnancy_dated_long_ago_is_at_least_that_far_along(run):
         )
 
     f = finding(run(rls_patient(hcg(200))), "pregnancy")
-    assert "at least 28 weeks (3rd trimester)" in f.summary and f.data["weeks_lower_bound"] is True
+    assert "at least 28 weeks if ongoing (3rd trimester)" in f.summary
+    assert f.data["weeks_at_least"] >= 28 and f.data["gestational_weeks"] is None
+    # A single dated record may belong to a pregnancy that ended unrecorded: inform, ask to confirm.
+    assert not f.actionable and f.strength == "moderate" and "confirm the pregnancy is ongoing" in f.reasoning
     onset = F.condition(F.SCT, "72892002", "Normal pregnancy", onset_days=230)
     assert "at least 32 weeks" in finding(run(rls_patient(onset)), "pregnancy").summary
+    # A known gestational age wins over an older bound (that test may be from an earlier pregnancy).
+    ga = F.observation("11884-4", "Gestational age Estimated", 20, "wk", days=5)
+    f = finding(run(rls_patient(hcg(250), ga)), "pregnancy")
+    assert "~20 weeks" in f.summary and f.data["gestational_weeks"] == pytest.approx(20.7, abs=0.1)
     # Recent: nothing to bound yet.
     assert "trimester unknown" in finding(run(rls_patient(hcg(20))), "pregnancy").summary
     # More than 42 weeks since a positive test: that pregnancy is over.
@@ -313,6 +320,17 @@ def test_postpartum_follow_up_visit_is_not_taken_for_the_delivery_and_a_recent_f
     assert "check ferritin" not in f.action
     state = F.condition(F.SCT, "86569001", "Postpartum state", onset_days=5)
     assert "follow-up visit" not in finding(run(rls_patient(state)), "pregnancy").summary
+
+
+def test_post_term_codes_stay_current_for_a_week_and_undated_records_end_at_a_delivery(run):
+    z3a42 = F.condition(F.ICD10, "Z3A.42", "42 weeks gestation of pregnancy", onset_days=3)
+    assert "pregnancy" in causes(run(rls_patient(z3a42)))  # was dropped at once as past term
+    old42 = F.condition(F.ICD10, "Z3A.42", "42 weeks gestation of pregnancy", onset_days=20)
+    assert "pregnancy" not in causes(run(rls_patient(old42)))
+    undated = F.condition(F.SCT, "72892002", "Normal pregnancy", onset_days=None)
+    visit = F.condition(F.ICD10, "Z39.2", "Encounter for routine postpartum follow-up", onset_days=5)
+    f = finding(run(rls_patient(undated, visit)), "pregnancy")
+    assert "Postpartum" in f.summary  # not "Pregnancy documented"
 
 
 def test_renal_dose_card_names_each_order_its_own_drug_and_horizant_on_dialysis(run):

@@ -556,3 +556,19 @@ def test_pregnancy_with_esrd_or_an_iv_iron_order_never_contradicts_itself(run):
     oral = F.draft(None, "ferrous sulfate 325 MG Oral Tablet", rid="fs")
     f = finding(run(rls_patient(early, F.ferritin(30)), drafts=[oral]), "iron_deficiency")
     assert "iron already ordered" in f.summary and not f.actionable
+
+
+def test_iv_iron_in_pregnancy_uses_the_weeks_bound_and_needs_no_iron_card(run):
+    fcm = F.draft("1435169", "ferric carboxymaltose 50 MG/ML Injectable Solution", rid="fcm")
+    # A pregnancy dated 140 days ago is at least 20 weeks along: not "early", no IV-iron warning.
+    z33 = F.condition(F.ICD10, "Z33.1", "Pregnant state, incidental", onset_days=140)
+    cards = run.cards(rls_patient(z33, F.ferritin(20)), hook="order-sign", drafts=[fcm])
+    assert not any("early pregnancy" in c["summary"] for c in cards)
+    # Early pregnancy, normal ferritin (no iron card at all): the IV order still gets its warning.
+    early = F.condition(F.ICD10, "Z3A.10", "10 weeks gestation of pregnancy", onset_days=7)
+    cards = run.cards(rls_patient(early, F.ferritin(150), F.tsat(30)), hook="order-sign", drafts=[fcm])
+    assert any(c["indicator"] == "warning" and "ordered in early pregnancy" in c["summary"] for c in cards)
+    # ESRD in early pregnancy: no "prefer oral iron" (it does little in dialysis); nephrology is named.
+    esrd = F.condition(F.ICD10, "N18.6", "End stage renal disease")
+    f = finding(run(rls_patient(early, esrd, F.ferritin(150), F.tsat(15))), "iron_deficiency")
+    assert "prefer oral iron" not in f.action and "nephrology and obstetric teams" in f.action

@@ -110,6 +110,12 @@ def test_mma_bounds_unrelated_draws_and_coded_deficiency(run):
     # An MMA drawn ten months before the B12 is not "beside" it.
     f = finding(run(rls_patient(b12(190, days=5), mma(150, days=300))), "b12_deficiency")
     assert "not confirmed" not in f.summary
+    # An MMA drawn long after a low B12 (perhaps after replacement) does not undo it, and a high MMA
+    # from ten months before a borderline B12 does not confirm it (the card asks for an MMA instead).
+    f = finding(run(rls_patient(b12(150, days=300), mma(150, days=10))), "b12_deficiency")
+    assert "not confirmed" not in f.summary
+    f = finding(run(rls_patient(b12(250, days=5), mma(600, days=295))), "b12_deficiency")
+    assert "check methylmalonic acid" in f.summary
     # An MMA that cannot be read is not a raised one.
     unread = F.observation("13964-2", "Methylmalonate [Moles/volume] in Serum or Plasma", 0.6, "mg/dL")
     f = finding(run(rls_patient(b12(250), unread, F.egfr(40, days=20))), "b12_deficiency")
@@ -277,6 +283,17 @@ def test_a_newer_former_smoker_status_supersedes_an_older_tobacco_diagnosis(run)
     )
     assert "lifestyle" not in causes(run(rls_patient(old, former)))
     assert "lifestyle" in causes(run(rls_patient(old)))  # no newer status: the diagnosis stands
+
+
+def test_only_a_recent_former_or_never_status_supersedes_a_tobacco_diagnosis(run):
+    dx = F.condition(F.ICD10, "F17.210", "Nicotine dependence, cigarettes, uncomplicated", onset_days=1100)
+
+    def status(code, display, days):
+        return F.coded_observation("72166-2", "Tobacco smoking status", F.SCT, code, display, days=days)
+
+    assert "lifestyle" in causes(run(rls_patient(dx, status("449868002", "Current every day smoker", 700))))
+    assert "lifestyle" in causes(run(rls_patient(dx, status("266927001", "Unknown if ever smoked", 30))))
+    assert "lifestyle" not in causes(run(rls_patient(dx, status("266919005", "Never smoked tobacco", 30))))
 
 
 def test_audit_c_at_threshold_is_alcohol(run):

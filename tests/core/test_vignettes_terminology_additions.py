@@ -78,7 +78,12 @@ def test_z3a_01_is_a_lower_bound_on_gestational_age(run, terminology):
     assert [(m.cause, m.qualifier) for m in matches] == [("pregnancy", "trimester_unknown")]
     z3a01 = F.condition(F.ICD10, "Z3A.01", matches[0].display, onset_days=200)
     f = finding(run(rls_patient(z3a01)), "pregnancy")
-    assert f.data["gestational_weeks"] >= 28 and "under 8 weeks on that date" in f.evidence[0].note
+    assert f.data["weeks_at_least"] >= 28 and "under 8 weeks on that date" in f.evidence[0].note
+    # Coded today: pregnant, week unknown (never "~0 weeks").
+    today = finding(
+        run(rls_patient(F.condition(F.ICD10, "Z3A.01", matches[0].display, onset_days=0))), "pregnancy"
+    )
+    assert "trimester unknown" in today.summary and "~0" not in today.summary
 
 
 # --- lifestyle: current-smoker answers ------------------------------------------------------------

@@ -187,6 +187,13 @@ NORMAL_FERRITIN_NOTE = "Lab-normal ferritin values can still meet this RLS thres
 
 
 def iron_deficiency(ctx: Context) -> list[Finding]:
+    found = _iron_deficiency(ctx)
+    if any(f.data.get("iron_ordered") for f in found):
+        return found
+    return found + early_iv_iron(ctx, iron_status(ctx))
+
+
+def _iron_deficiency(ctx: Context) -> list[Finding]:
     s = iron_status(ctx)
     found = _judge_iron(ctx, s)
     if s.ferritin is None and s.tsat is None and s.computed is None:
@@ -449,8 +456,9 @@ def _diagnosis_card_orders_studies(ctx: Context, s: IronStatus, diagnoses: list[
 
 
 def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evidence], **kw) -> Finding:
-    pregnant, weeks = _pregnancy_state(ctx)
+    pregnant, weeks, bound = _pregnancy_state(ctx)
     early = pregnant and (weeks is None or weeks < _SECOND_TRIMESTER_WEEKS)
+    esrd = bool(s.esrd)
     if s.iron_orders:
         names = ", ".join(
             sorted({i.name for m in s.iron_orders for i in m.ingredients if i.drug_class == "iron"})
@@ -460,7 +468,7 @@ def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evi
         iv = sorted({i.name for m in s.iron_orders for i in m.ingredients if i.name in _IV_IRON})
         if early and iv:  # the one case where the order itself needs a second look
             kw["summary"] = clip(f"IV iron ({', '.join(iv)}) ordered in early pregnancy: confirm the timing")
-            kw["action"] = _in_pregnancy(weeks)
+            kw["action"] = _in_pregnancy(weeks, bound, esrd)
             return make(ctx, "iron_deficiency", evidence=evidence, data={**data, "iron_ordered": True}, **kw)
         kw["summary"] = clip(tidy(head.split(":")[0]) + f": iron already ordered ({names}); recheck levels")
         kw["action"] = (
@@ -483,10 +491,34 @@ def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evi
             found.summary = clip(
                 tidy(found.summary.split(":")[0]) + ": in pregnancy, plan iron with the obstetric team"
             )
-            found.action = _in_pregnancy(weeks)
+            found.action = _in_pregnancy(weeks, bound, esrd)
         else:
-            found.action = tidy(f"{found.action} {_in_pregnancy(weeks)}")
+            found.action = tidy(f"{found.action} {_in_pregnancy(weeks, bound, esrd)}")
     return found
+
+
+def early_iv_iron(ctx: Context, s: IronStatus) -> list[Finding]:
+    """An IV iron order in early pregnancy (or at an unknown week), whatever the labs say: the iron card
+    names it when there is one; without one (normal ferritin, no labs) this finding does."""
+    pregnant, weeks, bound = _pregnancy_state(ctx)
+    if not pregnant or (weeks is not None and weeks >= _SECOND_TRIMESTER_WEEKS):
+        return []
+    orders = [m for m in s.iron_orders if any(i.name in _IV_IRON for i in m.ingredients)]
+    if not orders:
+        return []
+    names = sorted({i.name for m in orders for i in m.ingredients if i.name in _IV_IRON})
+    return [
+        make(
+            ctx,
+            "iron_deficiency",
+            summary=clip(f"IV iron ({', '.join(names)}) ordered in early pregnancy: confirm the timing"),
+            reasoning="IV iron is avoided in the first trimester (limited safety data); it is used from "
+            "the second trimester when oral iron is not enough.",
+            action=_in_pregnancy(weeks, bound, bool(s.esrd)),
+            evidence=[med_evidence(m, names) for m in orders],
+            data={"iron_ordered": True, "pregnant": True, "band": "iv_in_early_pregnancy"},
+        )
+    ]
 
 
 # IV-only iron preparations (ingredient names of terminology/medications.csv, drug class iron).
@@ -496,25 +528,32 @@ _IV_IRON = frozenset(
 _SECOND_TRIMESTER_WEEKS = 14
 
 
-def _pregnancy_state(ctx: Context) -> tuple[bool, float | None]:
-    """(currently pregnant, gestational weeks today or None) by the pregnancy rule's own reading."""
+def _pregnancy_state(ctx: Context) -> tuple[bool, float | None, bool]:
+    """(currently pregnant, gestational weeks today or None, whether those weeks are only a lower
+    bound) by the pregnancy rule's own reading."""
     from rls_cds.core.causes.pregnancy import pregnancy  # pregnancy imports this module
 
-    current = [f for f in pregnancy(ctx) if "gestational_weeks" in f.data]
-    return bool(current), next((f.data["gestational_weeks"] for f in current), None)
+    current = [f.data for f in pregnancy(ctx) if "gestational_weeks" in f.data]
+    if not current:
+        return False, None, False
+    known, bound = current[0]["gestational_weeks"], current[0].get("weeks_at_least")
+    return True, known if known is not None else bound, known is None and bound is not None
 
 
-def _in_pregnancy(weeks: float | None) -> str:
+def _in_pregnancy(weeks: float | None, bound: bool = False, esrd: bool = False) -> str:
     """The AASM bands are for non-pregnant adults; IV iron is not given in the first trimester."""
+    when = "week unknown" if weeks is None else f"{'at least ' if bound else ''}{num(weeks)} weeks"
+    teams = "the nephrology and obstetric teams" if esrd else "the obstetric team"
     if weeks is not None and weeks >= _SECOND_TRIMESTER_WEEKS:
         return (
-            f"Pregnant ({num(weeks)} weeks): decide oral or IV iron with the obstetric team "
-            "(IV iron is used from the second trimester)."
+            f"Pregnant ({when}): decide oral or IV iron with {teams} (IV iron is used from the second "
+            "trimester)."
         )
-    when = "week unknown" if weeks is None else f"{num(weeks)} weeks"
+    if esrd:  # oral iron does little in dialysis: no "prefer oral iron" here
+        return f"Pregnant ({when}): decide iron with {teams}; IV iron is avoided in the first trimester."
     return (
-        f"Pregnant ({when}): prefer oral iron; IV iron is avoided in the first trimester. Decide with the "
-        "obstetric team."
+        f"Pregnant ({when}): prefer oral iron; IV iron is avoided in the first trimester. Decide with "
+        f"{teams}."
     )
 
 

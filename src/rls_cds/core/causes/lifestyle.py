@@ -17,6 +17,14 @@ from rls_cds.core.findings import (
 # --- lifestyle -----------------------------------------------------------------------------------
 
 
+# US Core smoking-status answers that say the patient does not smoke now: former, never.
+_NOT_SMOKING = frozenset({"8517006", "266919005"})
+
+
+def _says_not_smoking(status) -> bool:
+    return any("snomed" in (system or "").lower() and code in _NOT_SMOKING for system, code in status.coded)
+
+
 def lifestyle(ctx: Context) -> list[Finding]:
     cid = "lifestyle"
     conds = ctx.facts.by_cause(cid)
@@ -25,7 +33,9 @@ def lifestyle(ctx: Context) -> list[Finding]:
         key=lambda x: (x.date, x.ref),
         reverse=True,
     )
-    if smoking:  # a newer recorded status (e.g. "former smoker") supersedes an older tobacco diagnosis
+    window = ctx.lookback(cid, "smoking_status")
+    if smoking and ctx.now - smoking[0].date <= window and _says_not_smoking(smoking[0]):
+        # A recent "former" or "never" status supersedes an older tobacco diagnosis ("unknown" does not).
         conds = [
             c for c in conds if c.qualifier != "tobacco" or (c.date is not None and c.date > smoking[0].date)
         ]
@@ -33,7 +43,6 @@ def lifestyle(ctx: Context) -> list[Finding]:
     kinds = {c.qualifier or "lifestyle" for c in conds}
     # The newest status wins (a newer "former smoker" ends an older "current"), and only within the
     # look-back window: a "current smoker" answer from two years ago says nothing about today.
-    window = ctx.lookback(cid, "smoking_status")
     if smoking and ctx.now - smoking[0].date <= window:
         latest = smoking[0]
         matches = [m for s, c in latest.coded for m in ctx.t.condition_matches(s, c) if m.cause == cid]

@@ -192,10 +192,13 @@ def drug_induced(ctx: Context) -> list[Finding]:
         if "beta_blocker" in classes:
             action += " Never stop a beta-blocker abruptly."
         if ANTIDEPRESSANT_CLASSES & set(classes) and (kind == "active" or continues):
-            swap = alternative is not None and alternative != _FOR_NEUROPATHY  # another antidepressant
-            action += " Do not stop an antidepressant abruptly: " + (
-                "taper, or cross-taper to the alternative." if swap else "taper it."
-            )
+            if alternative is None:
+                taper = "taper it."
+            elif alternative == _FOR_NEUROPATHY:
+                taper = "taper it (cross-taper if switching to bupropion)."
+            else:
+                taper = "taper, or cross-taper to the alternative."
+            action += " Do not stop an antidepressant abruptly: " + taper
         out.append(
             make(
                 ctx,

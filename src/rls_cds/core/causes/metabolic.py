@@ -96,7 +96,7 @@ def _lab_low_rule(
             evidence.insert(0, lab_evidence(low))
             fields = lab_fields(label, low)
         elif extra is not None and len(extra) == 1:  # borderline, no MMA: the reference's next step
-            evidence.append(lab_evidence(extra[0], "borderline (200-300 pg/mL); no MMA in 12 months"))
+            evidence.append(lab_evidence(extra[0], "borderline (200-300 pg/mL); no MMA drawn with it"))
             summary = f"{label} {lab_text(extra[0])} borderline: check methylmalonic acid (MMA)"
             action = "Check methylmalonic acid: MMA > 400 nmol/L supports B12 deficiency (high in CKD)."
         elif extra is not None and extra[1].unreadable:
@@ -139,12 +139,7 @@ def _b12_with_mma(ctx: Context, low, extra, evidence: list, summary, action, rea
     deficiency (the card informs); a high MMA in a patient with reduced kidney function may be the
     kidneys' (the card names it). Returns (summary, action, reasoning, inform only)."""
     limit = ctx.threshold("b12_deficiency", "mma_high")
-    mma = ctx.recent(
-        (x for x in ctx.facts.labs if x.analyte == "mma" and x.value is not None),
-        ctx.lookback("b12_deficiency", "mma"),
-    )
-    # The MMA must belong to this B12 (drawn with it or after, or at most a month before).
-    beside = mma[0] if mma and low is not None and mma[0].date >= low.date - timedelta(days=30) else None
+    beside = _paired_mma(ctx, low) if low is not None else None
     state = _mma_state(beside, limit) if beside is not None else None
     if state == "high":
         evidence.append(lab_evidence(beside, "raised MMA: supports B12 deficiency"))
@@ -163,6 +158,19 @@ def _b12_with_mma(ctx: Context, low, extra, evidence: list, summary, action, rea
     if kidney:
         reasoning += f" MMA is also raised by reduced kidney function, which this patient has ({kidney})."
     return summary, action, reasoning, False
+
+
+# An MMA tells about a B12 drawn with it: within a month either way (later ones may follow replacement).
+_MMA_PAIRING = timedelta(days=30)
+
+
+def _paired_mma(ctx: Context, b12: LabFact) -> LabFact | None:
+    """The newest MMA in the window drawn within a month of this B12, or None."""
+    mma = ctx.recent(
+        (x for x in ctx.facts.labs if x.analyte == "mma" and x.value is not None),
+        ctx.lookback("b12_deficiency", "mma"),
+    )
+    return next((x for x in mma if abs(x.date - b12.date) <= _MMA_PAIRING), None)
 
 
 def _mma_state(lab: LabFact, limit: float) -> str | None:
@@ -195,11 +203,8 @@ def _b12_borderline(ctx: Context, b12: list[LabFact]) -> list[LabFact] | None:
     hi = ctx.threshold("b12_deficiency", "b12_borderline_max")
     if not b12[0].value < hi:
         return None
-    mma = ctx.recent(
-        (x for x in ctx.facts.labs if x.analyte == "mma" and x.value is not None),
-        ctx.lookback("b12_deficiency", "mma"),
-    )
-    if not mma:
+    paired = _paired_mma(ctx, b12[0])
+    if paired is None:
         # Borderline and no MMA: check it (rls-clinical.md §2.9), unless one is under way. One that
         # exists but cannot be read (unit, value, no date) is named, to be judged by hand.
         window = ctx.lookback("b12_deficiency", "mma")
@@ -207,8 +212,8 @@ def _b12_borderline(ctx: Context, b12: list[LabFact]) -> list[LabFact] | None:
             return None
         unread = ctx.unread(("mma",), window)
         return [b12[0], unread[0]] if unread else [b12[0]]
-    if _mma_state(mma[0], ctx.threshold("b12_deficiency", "mma_high")) == "high":
-        return [b12[0], mma[0]]
+    if _mma_state(paired, ctx.threshold("b12_deficiency", "mma_high")) == "high":
+        return [b12[0], paired]
     return None
 
 

@@ -27,8 +27,8 @@ def _weeks_from_code(c: ConditionFact) -> float | None:
         weeks = int(code[4:])
         if weeks == 0:  # Z3A.00 weeks not specified: week unknown
             return None
-        if weeks == 1:  # Z3A.01 less than 8 weeks: at least 0 weeks then, a lower bound from there on
-            return 0.0
+        if weeks == 1:  # Z3A.01 less than 8 weeks: pregnant then, week unknown (a lower bound from there)
+            return None
         return 43.0 if weeks == 49 else float(weeks)  # Z3A.49: greater than 42 weeks
     if c.qualifier == "third_trimester":
         return 28.0  # "third trimester" says at least 28 weeks 0 days on the day it was coded
@@ -68,21 +68,19 @@ def _pregnancy(ctx: Context) -> list[Finding]:
             # Pregnant on that day, week unknown: over once older than the episode window.
             if now - c.date > ctx.lookback(cid, "pregnancy_condition"):
                 continue
-            estimates.append((None, c.date, condition_evidence(c)))
+            note = "under 8 weeks on that date" if c.code.upper() == "Z3A.01" else None
+            estimates.append((None, c.date, condition_evidence(c, note)))
         else:
             today = weeks_then + elapsed
-            if today > term_max:
+            if today > max(
+                term_max, weeks_then + 1
+            ):  # a post-term code (Z3A.42, Z3A.49) is current for a week
                 continue
             estimates.append(
                 (
                     today,
                     c.date - timedelta(weeks=weeks_then),
-                    condition_evidence(
-                        c,
-                        "under 8 weeks on that date"
-                        if weeks_then == 0
-                        else f"{num(weeks_then)} weeks on that date",
-                    ),
+                    condition_evidence(c, f"{num(weeks_then)} weeks on that date"),
                 )
             )
     for lab in ctx.facts.labs:
@@ -110,19 +108,21 @@ def _pregnancy(ctx: Context) -> list[Finding]:
             estimates.append((None, lab.date, lab_evidence(lab, "positive pregnancy test")))
     # Delivery ends an episode: a postpartum record newer than the pregnancy evidence.
     delivered = max((c.date for c in postpartum if c.date is not None), default=None)
-    if delivered is not None:
-        estimates = [e for e in estimates if e[1] is None or e[1] > delivered]
+    if delivered is not None:  # undated evidence cannot be placed after the delivery either
+        estimates = [e for e in estimates if e[1] is not None and e[1] > delivered]
     # Pregnant on a date, week unknown: at least the weeks since then today; past term, that is over.
     estimates = [
         e for e in estimates if e[0] is not None or e[1] is None or _weeks_since(now, e[1]) <= term_max
     ]
     if estimates:
-        known = [e for e in estimates if e[0] is not None]
-        weeks = max((e[0] for e in known), default=None)
-        at_least = weeks is None and any(e[1] is not None for e in estimates)
-        if at_least:
-            weeks = max(_weeks_since(now, e[1]) for e in estimates if e[1] is not None)
-            at_least = weeks >= third  # below that, "trimester unknown" says it better than "at least 3"
+        known = [e[0] for e in estimates if e[0] is not None]
+        bound = max(
+            (max(0.0, _weeks_since(now, e[1])) for e in estimates if e[0] is None and e[1] is not None),
+            default=None,
+        )
+        # A known gestational age wins over a bound (an older test may be from an earlier pregnancy).
+        weeks = max(known) if known else bound
+        at_least = not known and bound is not None
         evidence = [e[2] for e in estimates]
         start = min((e[1] for e in estimates if e[1] is not None), default=None)
         if weeks is not None and weeks >= third:
@@ -133,38 +133,43 @@ def _pregnancy(ctx: Context) -> list[Finding]:
             # The iron-studies card already asks for ferritin when there is none in 12 months: one ask.
             covered = bool(iron_studies_missing(ctx))
             checked = ferritin_since or covered or "Observation" in ctx.missing
+            # Dated only by an earlier record (a test, a diagnosis): the pregnancy may have ended
+            # unrecorded, so the card informs and asks to confirm it.
+            dated_only = (
+                f" Gestational age is only bounded by a record of {day(start)}: confirm the pregnancy is "
+                "ongoing."
+                if at_least
+                else ""
+            )
             return [
                 make(
                     ctx,
                     cid,
-                    summary=f"Pregnant, {'at least ' if at_least else '~'}{int(weeks)} weeks "
-                    "(3rd trimester): RLS peaks, usually resolves after delivery",
+                    summary=(
+                        f"Pregnant, at least {int(weeks)} weeks if ongoing (3rd trimester): RLS peaks"
+                        if at_least
+                        else f"Pregnant, ~{int(weeks)} weeks (3rd trimester): RLS peaks, usually resolves "
+                        "after delivery"
+                    ),
                     reasoning="RLS affects about a quarter to a third of women in the third trimester "
-                    "(Manconi "
-                    "2004; Dunietz 2017) and usually resolves within about 4 weeks after delivery. Iron "
-                    "deficiency is common in pregnancy.",
+                    "(Manconi 2004; Dunietz 2017) and usually resolves within about 4 weeks after delivery. "
+                    "Iron deficiency is common in pregnancy." + dated_only,
                     action=("Check ferritin (none measured during this pregnancy). " if not checked else "")
                     + "Expect resolution within about 4 weeks after delivery; most RLS drugs are avoided "
                     "in pregnancy.",
                     evidence=evidence,
-                    actionable=not checked,
-                    strength="strong",
-                    data={
-                        "gestational_weeks": round(weeks, 1),
-                        "ferritin_checked": checked,
-                        "weeks_lower_bound": at_least,
-                    },
+                    actionable=not checked and not at_least,
+                    strength="moderate" if at_least else "strong",
+                    data=_weeks_data(weeks, at_least) | {"ferritin_checked": checked},
                 )
             ]
-        if not known:
-            weeks = None  # a lower bound under 28 weeks dates nothing
         return [
             make(
                 ctx,
                 cid,
                 summary=(
                     f"Pregnant, ~{int(weeks)} weeks: RLS risk rises in the third trimester"
-                    if weeks is not None
+                    if known
                     else "Pregnancy documented (trimester unknown): RLS is common in late pregnancy"
                 ),
                 reasoning="Pregnancy, especially the third trimester, is a strong but transient RLS trigger.",
@@ -172,7 +177,7 @@ def _pregnancy(ctx: Context) -> list[Finding]:
                 evidence=evidence,
                 actionable=False,
                 strength="moderate",
-                data={"gestational_weeks": round(weeks, 1) if weeks is not None else None},
+                data=_weeks_data(weeks, at_least),
             )
         ]
     recent_post = [
@@ -202,6 +207,13 @@ def _pregnancy(ctx: Context) -> list[Finding]:
             )
         ]
     return []
+
+
+def _weeks_data(weeks: float | None, at_least: bool) -> dict:
+    """'gestational_weeks' (known, else None) is in the data of every current-pregnancy finding: other
+    rules read it (iron, antidepressants); 'weeks_at_least' is a lower bound from a dated record."""
+    known = round(weeks, 1) if weeks is not None and not at_least else None
+    return {"gestational_weeks": known, "weeks_at_least": round(weeks, 1) if at_least else None}
 
 
 def _weeks_since(now: datetime, then: datetime) -> float:

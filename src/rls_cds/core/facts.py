@@ -130,6 +130,11 @@ class MedFact:
     route_excluded: bool
     via_reference: str | None = None  # 'contained' | 'bundle' when the drug came from a Medication
 
+    @property
+    def in_effect(self) -> bool:
+        """A draft order being decided, or an active / on-hold one: what the patient takes or will take."""
+        return self.draft or self.status in ("active", "on-hold")
+
 
 @dataclass(slots=True, eq=False)  # identity: facts are compared as objects, never by value
 class ProcedureFact:

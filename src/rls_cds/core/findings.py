@@ -87,6 +87,14 @@ class Context:
             if x.analyte in wanted and x.date is None
         ]
 
+    def orders_of_class(self, drug_class: str) -> list[Any]:
+        """Orders in effect (drafts, active, on-hold) with an ingredient of ``drug_class``."""
+        return [
+            m
+            for m in self.facts.meds
+            if m.in_effect and any(i.drug_class == drug_class for i in m.ingredients)
+        ]
+
     def class_title(self, drug_class: str) -> str:
         titles = getattr(self.t, "drug_classes", None) or {}
         entry = titles.get(drug_class) if isinstance(titles, dict) else None

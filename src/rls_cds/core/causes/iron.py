@@ -120,12 +120,7 @@ def iron_status(ctx: Context) -> IronStatus:
         reverse=True,
     )
     esrd = [c for c in ctx.facts.by_cause("kidney_disease") if c.qualifier == "esrd" and not c.tentative]
-    iron_orders = [
-        m
-        for m in ctx.facts.meds
-        if (m.draft or m.status in ("active", "on-hold"))
-        and any(i.drug_class == "iron" for i in m.ingredients)
-    ]
+    iron_orders = ctx.orders_of_class("iron")
     status = IronStatus(
         ferritin=ferritins[0] if ferritins else None,
         tsat=tsats[0] if tsats else None,

@@ -78,12 +78,7 @@ def kidney_disease(ctx: Context) -> list[Finding]:
     limit = ctx.threshold(cid, "egfr_low")
     egfr_ckd = bool(run) and (run[-1].date - run[0].date) >= persist
     reduced_only = bool(run) and not egfr_ckd
-    gaba = [
-        m
-        for m in ctx.facts.meds
-        if (m.draft or m.status in ("active", "on-hold"))
-        and any(i.drug_class == "gabapentinoid" for i in m.ingredients)
-    ]
+    gaba = ctx.orders_of_class("gabapentinoid")
     evidence = [condition_evidence(c) for c in esrd + ckd + other]
     evidence += [lab_evidence(x) for x in (run[:1] + run[-1:] if len(run) > 1 else run)]
     if not evidence:

@@ -51,14 +51,6 @@ _FOR_NEUROPATHY = (
 )
 
 
-def _on_gabapentinoid(ctx: Context) -> bool:
-    return any(
-        (m.draft or m.status in ("active", "on-hold"))
-        and any(i.drug_class == "gabapentinoid" for i in m.ingredients)
-        for m in ctx.facts.meds
-    )
-
-
 def _alternative(ctx: Context, ingredients: list[Any], classes: list[str]) -> str | None:
     """The substitute the tables name, only when every aggravating ingredient has the same one: for
     fluoxetine + olanzapine, bupropion would replace the antidepressant half only."""
@@ -68,7 +60,7 @@ def _alternative(ctx: Context, ingredients: list[Any], classes: list[str]) -> st
     if (
         set(classes) <= _NEUROPATHIC_PAIN_CLASSES
         and any(not c.tentative for c in ctx.facts.by_cause("peripheral_neuropathy"))
-        and not _on_gabapentinoid(ctx)  # already treated with one: the tables' alternative stands
+        and not ctx.orders_of_class("gabapentinoid")  # already on one: the tables' alternative stands
     ):
         return _FOR_NEUROPATHY
     return named.pop()
@@ -92,7 +84,7 @@ def drug_induced(ctx: Context) -> list[Finding]:
     for m in ctx.facts.meds:
         if m.route_excluded:
             continue
-        if not (m.draft or m.status in ("active", "on-hold")):
+        if not m.in_effect:
             continue
         agg = _aggravators(m)
         if not agg:
@@ -268,12 +260,7 @@ def rejected_drafts(ctx: Context) -> list[Finding]:
 def drug_withdrawal(ctx: Context) -> list[Finding]:
     cid = "drug_withdrawal"
     window = ctx.lookback(cid, "stopped_order")
-    current = {
-        ing_key(i)
-        for m in ctx.facts.meds
-        if m.draft or m.status in ("active", "on-hold")
-        for i in m.ingredients
-    }
+    current = {ing_key(i) for m in ctx.facts.meds if m.in_effect for i in m.ingredients}
     found: dict[str, tuple[MedFact, Any, datetime]] = {}
     for m in ctx.facts.meds:
         if m.draft or m.status not in ("stopped", "completed") or m.route_excluded:

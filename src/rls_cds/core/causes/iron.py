@@ -452,7 +452,7 @@ def _diagnosis_card_orders_studies(ctx: Context, s: IronStatus, diagnoses: list[
 
 def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evidence], **kw) -> Finding:
     pregnant, weeks, bound = _pregnancy_state(ctx)
-    early = pregnant and (weeks is None or weeks < _SECOND_TRIMESTER_WEEKS)
+    early = _early(pregnant, weeks)
     esrd = bool(s.esrd)
     if s.iron_orders:
         names = ", ".join(
@@ -460,9 +460,9 @@ def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evi
         )
         evidence = evidence + [med_evidence(m, [names]) for m in s.iron_orders]
         head = kw.get("summary") or ctx.cause("iron_deficiency").render("summary", **kw.get("fields", {}))
-        iv = sorted({i.name for m in s.iron_orders for i in m.ingredients if i.name in _IV_IRON})
+        iv = _iv_iron_names(s.iron_orders)
         if early and iv:  # the one case where the order itself needs a second look
-            kw["summary"] = clip(f"IV iron ({', '.join(iv)}) ordered in early pregnancy: confirm the timing")
+            kw["summary"] = _early_iv_summary(iv)
             kw["action"] = _in_pregnancy(weeks, bound, esrd)
             return make(ctx, "iron_deficiency", evidence=evidence, data={**data, "iron_ordered": True}, **kw)
         kw["summary"] = clip(tidy(head.split(":")[0]) + f": iron already ordered ({names}); recheck levels")
@@ -496,17 +496,15 @@ def early_iv_iron(ctx: Context, s: IronStatus) -> list[Finding]:
     """An IV iron order in early pregnancy (or at an unknown week), whatever the labs say: the iron card
     names it when there is one; without one (normal ferritin, no labs) this finding does."""
     pregnant, weeks, bound = _pregnancy_state(ctx)
-    if not pregnant or (weeks is not None and weeks >= _SECOND_TRIMESTER_WEEKS):
+    orders = [m for m in s.iron_orders if _iv_iron_names([m])]
+    if not _early(pregnant, weeks) or not orders:
         return []
-    orders = [m for m in s.iron_orders if any(i.name in _IV_IRON for i in m.ingredients)]
-    if not orders:
-        return []
-    names = sorted({i.name for m in orders for i in m.ingredients if i.name in _IV_IRON})
+    names = _iv_iron_names(orders)
     return [
         make(
             ctx,
             "iron_deficiency",
-            summary=clip(f"IV iron ({', '.join(names)}) ordered in early pregnancy: confirm the timing"),
+            summary=_early_iv_summary(names),
             reasoning="IV iron is avoided in the first trimester (limited safety data); it is used from "
             "the second trimester when oral iron is not enough.",
             action=_in_pregnancy(weeks, bound, bool(s.esrd)),
@@ -523,16 +521,23 @@ _IV_IRON = frozenset(
 _SECOND_TRIMESTER_WEEKS = 14
 
 
-def _pregnancy_state(ctx: Context) -> tuple[bool, float | None, bool]:
-    """(currently pregnant, gestational weeks today or None, whether those weeks are only a lower
-    bound) by the pregnancy rule's own reading."""
-    from rls_cds.core.causes.pregnancy import pregnancy  # pregnancy imports this module
+def _early(pregnant: bool, weeks: float | None) -> bool:
+    """Pregnant before the second trimester, or at a week nobody knows."""
+    return pregnant and (weeks is None or weeks < _SECOND_TRIMESTER_WEEKS)
 
-    current = [f.data for f in pregnancy(ctx) if "gestational_weeks" in f.data]
-    if not current:
-        return False, None, False
-    known, bound = current[0]["gestational_weeks"], current[0].get("weeks_at_least")
-    return True, known if known is not None else bound, known is None and bound is not None
+
+def _iv_iron_names(orders: list[MedFact]) -> list[str]:
+    return sorted({i.name for m in orders for i in m.ingredients if i.name in _IV_IRON})
+
+
+def _early_iv_summary(names: list[str]) -> str:
+    return clip(f"IV iron ({', '.join(names)}) ordered in early pregnancy: confirm the timing")
+
+
+def _pregnancy_state(ctx: Context) -> tuple[bool, float | None, bool]:
+    from rls_cds.core.causes.pregnancy import pregnancy_state  # pregnancy imports this module
+
+    return pregnancy_state(ctx)
 
 
 def _in_pregnancy(weeks: float | None, bound: bool = False, esrd: bool = False) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from rls_cds.core.causes.pregnancy import pregnancy_state
 from rls_cds.core.facts import MedFact
 from rls_cds.core.findings import (
     STRENGTH_ORDER,
@@ -33,13 +34,6 @@ def _aggravators(m: MedFact) -> list[Any]:
 
 
 ANTIDEPRESSANT_CLASSES = frozenset({"ssri", "snri", "tca", "mirtazapine"})
-
-
-def _pregnant(ctx: Context) -> bool:
-    """A current pregnancy by the pregnancy rule's own reading (gestational age recomputed to today)."""
-    from rls_cds.core.causes.pregnancy import pregnancy
-
-    return any("gestational_weeks" in f.data for f in pregnancy(ctx))
 
 
 # Antidepressants also used for neuropathic pain: with neuropathy coded, an antidepressant swap would
@@ -105,7 +99,7 @@ def drug_induced(ctx: Context) -> list[Finding]:
         alternative = _alternative(ctx, ingredients, classes)
         in_pregnancy = False
         if ANTIDEPRESSANT_CLASSES & set(classes):
-            pregnant = _pregnant(ctx) if pregnant is None else pregnant
+            pregnant = pregnancy_state(ctx)[0] if pregnant is None else pregnant
             # Switching antidepressants in pregnancy is an obstetric decision: name no swap, offer no
             # one-click removal; the card says why.
             in_pregnancy, alternative = pregnant, None if pregnant else alternative

@@ -42,6 +42,16 @@ def pregnancy(ctx: Context) -> list[Finding]:
     return ctx._cache["pregnancy"]
 
 
+def pregnancy_state(ctx: Context) -> tuple[bool, float | None, bool]:
+    """(currently pregnant, gestational weeks today or None, whether those weeks are only a lower
+    bound), as this rule read it: the iron and drug rules ask, and must not read pregnancy again."""
+    current = [f.data for f in pregnancy(ctx) if "gestational_weeks" in f.data]
+    if not current:
+        return False, None, False
+    known, bound = current[0]["gestational_weeks"], current[0].get("weeks_at_least")
+    return True, known if known is not None else bound, known is None and bound is not None
+
+
 def _pregnancy(ctx: Context) -> list[Finding]:
     cid = "pregnancy"
     third = ctx.threshold(cid, "third_trimester_weeks_min")

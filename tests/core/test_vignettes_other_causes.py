@@ -130,6 +130,12 @@ def test_a_high_mma_in_reduced_kidney_function_names_it(run):
     f = finding(run(rls_patient(b12(260), _mma(550), F.egfr(35, days=20))), "b12_deficiency")
     assert "eGFR 35" in f.reasoning
     assert "kidney function" not in finding(run(rls_patient(b12(260), _mma(550))), "b12_deficiency").reasoning
+    # ">59" (LabCorp style) is a normal eGFR, as the kidney rule reads it, not "eGFR 59".
+    normal = F.egfr(59, days=20, comparator=">")
+    assert (
+        "kidney function"
+        not in finding(run(rls_patient(b12(260), _mma(550), normal)), "b12_deficiency").reasoning
+    )
 
 
 def test_borderline_b12_without_mma_asks_for_mma_and_a_normal_mma_settles_it(run):

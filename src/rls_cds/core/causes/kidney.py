@@ -48,14 +48,20 @@ def _egfr_run(ctx: Context) -> tuple[LabFact | None, list[LabFact]]:
     return last, list(reversed(run))
 
 
+def latest_reduced_egfr(ctx: Context) -> LabFact | None:
+    """The latest eGFR in the window when it is known to be below 60 (">59" is not), else None."""
+    last, _ = _egfr_run(ctx)
+    return last if last is not None and _below(last, ctx.threshold("kidney_disease", "egfr_low")) else None
+
+
+def egfr_text(lab: LabFact) -> str:
+    return f"{lab.comparator or ''}{num(lab.value)}"
+
+
 def _below(lab: LabFact, limit: float) -> bool:
     """eGFR known to be below ``limit``: a result sent as ">59" (LabCorp style, comparator '>') is a
     normal eGFR, not 59."""
     return lab.value < limit and lab.comparator not in (">", ">=")
-
-
-def _egfr_text(lab: LabFact) -> str:
-    return f"{lab.comparator or ''}{num(lab.value)}"
 
 
 def _egfr_stage(lab: LabFact) -> str:
@@ -93,13 +99,13 @@ def kidney_disease(ctx: Context) -> list[Finding]:
             summary = tidy(ctx.cause(cid).render("summary", **cond_fields(ckd)))
         else:
             summary = (
-                f"eGFR {_egfr_text(run[-1])} ({day(run[-1].date)}) < {num(limit)} for over "
+                f"eGFR {egfr_text(run[-1])} ({day(run[-1].date)}) < {num(limit)} for over "
                 f"{persist.days // 30} months: CKD {_egfr_stage(run[-1])}, linked to RLS"
             )
     elif reduced_only:
         kind = "reduced_egfr"
         summary = (
-            f"Reduced eGFR {_egfr_text(run[-1])} ({day(run[-1].date)}): not CKD unless it persists 3 months"
+            f"Reduced eGFR {egfr_text(run[-1])} ({day(run[-1].date)}): not CKD unless it persists 3 months"
         )
     else:
         kind = "stage_unknown"
@@ -141,7 +147,7 @@ def kidney_disease(ctx: Context) -> list[Finding]:
         elif ckd:
             why = f"CKD ({ckd[0].code})"
         else:
-            why = f"eGFR {_egfr_text(last)} ({day(last.date)})"
+            why = f"eGFR {egfr_text(last)} ({day(last.date)})"
         summary = f"{cap(' and '.join(names))} with {why}: check the renal dose (renally cleared)"
     return [
         make(

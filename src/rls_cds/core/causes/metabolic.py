@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+from rls_cds.core.causes.kidney import egfr_text, latest_reduced_egfr
 from rls_cds.core.facts import LabFact
 from rls_cds.core.findings import (
     Context,
@@ -145,11 +146,10 @@ def _b12_with_mma(ctx: Context, low, extra, evidence: list, summary, action, rea
         evidence.append(lab_evidence(beside, "raised MMA: supports B12 deficiency"))
     coded = any(not c.tentative for c in ctx.facts.by_cause("b12_deficiency"))
     if state == "normal" and not coded:  # a coded diagnosis (pernicious anaemia...) is not second-guessed
-        mma = [beside]
-        evidence.append(lab_evidence(mma[0], "normal MMA: argues against tissue B12 deficiency"))
-        summary = f"B12 {lab_text(low)} low but MMA {lab_text(mma[0])} normal: deficiency not confirmed"
+        evidence.append(lab_evidence(beside, "normal MMA: argues against tissue B12 deficiency"))
+        summary = f"B12 {lab_text(low)} low but MMA {lab_text(beside)} normal: deficiency not confirmed"
         reasoning += (
-            f" The MMA ({num(mma[0].value)} nmol/L, {day(mma[0].date)}) is not raised (> {num(limit)} "
+            f" The MMA ({num(beside.value)} nmol/L, {day(beside.date)}) is not raised (> {num(limit)} "
             "supports deficiency), which argues against tissue B12 deficiency; judge the low B12 clinically."
         )
         return summary, "Judge clinically; repeat B12 if in doubt.", reasoning, True
@@ -188,13 +188,8 @@ def _reduced_kidney_function(ctx: Context) -> str | None:
     for c in ctx.facts.by_cause("kidney_disease"):
         if c.qualifier in ("esrd", "ckd3plus", "uremia") and not c.tentative:
             return f"{c.display or c.code} ({c.code})"
-    egfr = ctx.recent(
-        (x for x in ctx.facts.labs if x.analyte == "egfr" and x.value is not None),
-        ctx.lookback("kidney_disease", "egfr"),
-    )
-    if egfr and egfr[0].value < ctx.threshold("kidney_disease", "egfr_low"):
-        return f"eGFR {num(egfr[0].value)} on {day(egfr[0].date)}"
-    return None
+    egfr = latest_reduced_egfr(ctx)  # the kidney rule's own reading (">59" is a normal eGFR)
+    return f"eGFR {egfr_text(egfr)} on {day(egfr.date)}" if egfr is not None else None
 
 
 def _b12_borderline(ctx: Context, b12: list[LabFact]) -> list[LabFact] | None:

@@ -33,18 +33,18 @@ def lifestyle(ctx: Context) -> list[Finding]:
         key=lambda x: (x.date, x.ref),
         reverse=True,
     )
+    # The newest status wins (a newer "former smoker" ends an older "current"), and only within the
+    # look-back window: a "current smoker" answer from two years ago says nothing about today.
     window = ctx.lookback(cid, "smoking_status")
-    if smoking and ctx.now - smoking[0].date <= window and _says_not_smoking(smoking[0]):
+    latest = smoking[0] if smoking and ctx.now - smoking[0].date <= window else None
+    if latest is not None and _says_not_smoking(latest):
         # A recent "former" or "never" status supersedes an older tobacco diagnosis ("unknown" does not).
         conds = [
-            c for c in conds if c.qualifier != "tobacco" or (c.date is not None and c.date > smoking[0].date)
+            c for c in conds if c.qualifier != "tobacco" or (c.date is not None and c.date > latest.date)
         ]
     evidence = [condition_evidence(c) for c in conds]
     kinds = {c.qualifier or "lifestyle" for c in conds}
-    # The newest status wins (a newer "former smoker" ends an older "current"), and only within the
-    # look-back window: a "current smoker" answer from two years ago says nothing about today.
-    if smoking and ctx.now - smoking[0].date <= window:
-        latest = smoking[0]
+    if latest is not None:
         matches = [m for s, c in latest.coded for m in ctx.t.condition_matches(s, c) if m.cause == cid]
         if matches:
             kinds.add(matches[0].qualifier or "tobacco")

@@ -13,13 +13,10 @@ import logging
 import os
 import socket
 import sys
-from datetime import UTC, datetime
-
-import orjson
 
 from rls_cds.commands.celery_setup import settings_with_broker
 from rls_cds.commands.config import redact_urls, terminology_problems
-from rls_cds.security.logs import scrub
+from rls_cds.security.logs import JsonFormatter, scrub
 
 
 def register(sub) -> None:
@@ -39,11 +36,14 @@ def _say_in_json() -> None:
     os.write, outside logging. Keep the raw write (it runs inside a signal handler), as a JSON line."""
     import celery.apps.worker as celery_worker
 
+    formatter = JsonFormatter()  # the log lines' own shape; no handler, so no lock in the signal handler
+
     def say(msg, f=None) -> None:
-        line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "INFO"}
-        line |= {"logger": "celery.apps.worker", "msg": scrub(str(msg).strip())}
+        record = logging.LogRecord(
+            "celery.apps.worker", logging.INFO, "", 0, scrub(str(msg).strip()), None, None
+        )
         with contextlib.suppress(OSError):
-            os.write(2, orjson.dumps(line) + b"\n")
+            os.write(2, formatter.format(record).encode() + b"\n")
 
     celery_worker.safe_say = say
 

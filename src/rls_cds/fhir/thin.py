@@ -18,6 +18,8 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
+from rls_cds.core.facts import patient_of_reference
+
 # An integer orjson (the whole-parse path) also reads as an integer; beyond, the thin decode refuses it
 # and the resource is read whole, so both paths see the same value.
 Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
@@ -165,10 +167,6 @@ def patient_key(res: Resource) -> str | None:
     if isinstance(res, Medication):
         return None
     ref = res.subject.reference if res.subject is not None else None
-    if not ref:
-        return None
-    if ref.startswith("Patient/"):
-        return ref
-    # Absolute references (https://ehr/fhir/Patient/123) name the same patient.
-    idx = ref.rfind("/Patient/")
-    return ref[idx + 1 :] if idx >= 0 else None
+    # The core's reading: absolute references and '/_history/<v>' name the same patient (the copy here
+    # kept '/_history/2' in the key, so such a resource was filed under a patient of its own).
+    return patient_of_reference(ref) if ref else None

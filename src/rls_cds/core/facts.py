@@ -108,9 +108,10 @@ class LabFact:
     interpretation: frozenset[str]
     coded: tuple[tuple[str, str], ...] = ()  # valueCodeableConcept codings (system, code)
     text: str | None = None
-    # Why a result that exists could not be read: "unit" (not convertible), "value" (not a number),
-    # "invalid" (the resource failed FHIR validation). Such results sit in Facts.unread_labs: never a
-    # value to compare, but no rule may call the analyte missing either.
+    # Why a result that exists could not be read: "unit" (not convertible), "value" (not a usable
+    # number), "invalid" (the resource failed FHIR validation); the rules add "undated" and "bounds"
+    # (findings.UNREADABLE). Such results sit in Facts.unread_labs: never a value to compare, but no
+    # rule may call the analyte missing either.
     unreadable: str | None = None
 
 
@@ -442,7 +443,7 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) ->
             facts.pending_labs.append(fact)  # under way, with or without a value yet
         return
     facts.sources[ref] = res
-    (facts.labs if status in FINAL_OBSERVATION else facts.pending_labs).append(fact)
+    (facts.labs if final else facts.pending_labs).append(fact)
 
 
 def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str]) -> bool:

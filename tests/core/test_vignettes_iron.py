@@ -6,6 +6,7 @@ import pytest
 
 from tests.core import fhir as F
 from tests.core.conftest import causes, finding
+from tests.core.fhir import NOW
 
 
 def rls_patient(*extra):
@@ -572,3 +573,36 @@ def test_iv_iron_in_pregnancy_uses_the_weeks_bound_and_needs_no_iron_card(run):
     esrd = F.condition(F.ICD10, "N18.6", "End stage renal disease")
     f = finding(run(rls_patient(early, esrd, F.ferritin(150), F.tsat(15))), "iron_deficiency")
     assert "prefer oral iron" not in f.action and "nephrology and obstetric teams" in f.action
+
+
+def test_which_iron_is_intravenous_is_the_tables_call(tmp_path):
+    """IV-only iron is drug class iv_iron in the tables: an informaticist's edit changes the rule."""
+    import shutil
+
+    from rls_cds.core.engine import evaluate
+    from rls_cds.settings import get_settings
+    from rls_cds.terminology import load_terminology
+
+    early = F.condition(F.ICD10, "Z3A.10", "10 weeks gestation of pregnancy", onset_days=7)
+    sucrose = F.draft("1741261", "10 ML iron sucrose 20 MG/ML Injection", rid="ivs")
+
+    def early_iv_warning(t) -> bool:
+        a = evaluate(
+            rls_patient(early, F.ferritin(150), F.tsat(30)), now=NOW, terminology=t, draft_orders=[sucrose]
+        )
+        return any(f.data.get("band") == "iv_in_early_pregnancy" for f in a.findings)
+
+    tables = tmp_path / "terminology"
+    shutil.copytree(get_settings().terminology_dir, tables)
+    assert early_iv_warning(load_terminology(tables))
+    meds = tables / "medications.csv"
+    text = meds.read_text(encoding="utf-8")
+    meds.write_text(text.replace("iron sucrose,,rls_treatment,iv_iron,", "iron sucrose,,rls_treatment,iron,"))
+    edited = load_terminology(tables)
+    assert not early_iv_warning(edited)
+    # Still an iron order: the card is "iron already ordered", not "start iron".
+    f = finding(
+        evaluate(rls_patient(F.ferritin(30)), now=NOW, terminology=edited, draft_orders=[sucrose]),
+        "iron_deficiency",
+    )
+    assert "iron already ordered (iron sucrose)" in f.summary

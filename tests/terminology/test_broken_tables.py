@@ -222,3 +222,21 @@ def test_fixed_table_loads_again(tables):
     t = load_terminology(tables)
     assert [m.cause for m in t.condition_matches("icd10cm", "N17.9")] == ["kidney_disease"]
     assert line > 200
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        ("\niv_iron,", "\n# iv_iron,", "drug_class 'iv_iron' is read by the rules and must be defined"),
+        ("\ngabapentinoid,", "\ngabapentinoids,", "drug_class 'gabapentinoid' is read by the rules"),
+        (
+            "\niron,Oral iron preparations (RLS treatment),rls_treatment,",
+            "\niron,Oral iron preparations (RLS treatment),aggravator,",
+            "drug_class 'iron' is read by the rules as 'rls_treatment', not 'aggravator'",
+        ),
+    ],
+)
+def test_classes_the_rules_read_cannot_be_renamed_or_turned(tables, old, new, fragment):
+    replace(tables, "drug_classes.csv", old, new)
+    err = broken(tables)
+    assert any(p.file == "drug_classes.csv" and fragment in p.message for p in err.problems), err

@@ -87,12 +87,12 @@ class Context:
             if x.analyte in wanted and x.date is None
         ]
 
-    def orders_of_class(self, drug_class: str) -> list[Any]:
-        """Orders in effect (drafts, active, on-hold) with an ingredient of ``drug_class``."""
+    def orders_of_class(self, *drug_classes: str) -> list[Any]:
+        """Orders in effect (drafts, active, on-hold) with an ingredient of one of ``drug_classes``."""
         return [
             m
             for m in self.facts.meds
-            if m.in_effect and any(i.drug_class == drug_class for i in m.ingredients)
+            if m.in_effect and any(i.drug_class in drug_classes for i in m.ingredients)
         ]
 
     def class_title(self, drug_class: str) -> str:

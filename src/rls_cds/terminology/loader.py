@@ -54,6 +54,9 @@ INGREDIENT_TTYS = ("IN", "PIN", "MIN")
 PRODUCT_TTYS = ("SCDC", "SCD", "SBD", "SBDC", "GPCK", "BPCK", "SCDF", "SBDF", "SCDG", "SBDG")
 MATCHES = ("exact", "prefix", "exclude")
 ROUTE_COLUMNS = ["term", "snomed", "route", "excluded", "source"]
+# Drug classes the rules read by name (src/rls_cds/core/causes), with the role each must have: renaming
+# or dropping one in drug_classes.csv would silently switch a rule off, so it is a load error.
+CLASSES_READ = {"gabapentinoid": "rls_treatment", "iron": "rls_treatment", "iv_iron": "rls_treatment"}
 
 
 @dataclass(frozen=True)
@@ -312,7 +315,19 @@ def load_drug_classes(path: Path, text: str, problems: Problems) -> dict[str, Dr
                 tuple(groups),
                 row.get("source"),
             )
+    _check_classes_read(path, classes, problems)
     return classes
+
+
+def _check_classes_read(path: Path, classes: dict[str, DrugClass], problems: Problems) -> None:
+    for cid, role in CLASSES_READ.items():
+        cls = classes.get(cid)
+        if cls is None:
+            problems.add(path.name, 1, f"drug_class {cid!r} is read by the rules and must be defined")
+        elif cls.role != role:
+            problems.add(
+                path.name, 1, f"drug_class {cid!r} is read by the rules as {role!r}, not {cls.role!r}"
+            )
 
 
 def _vocab(

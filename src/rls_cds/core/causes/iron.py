@@ -30,6 +30,10 @@ from rls_cds.core.findings import (
 
 # --- iron ----------------------------------------------------------------------------------------
 
+# Drug classes of terminology/drug_classes.csv (the loader requires both): which ingredients are
+# IV-only iron is the tables' call, not this module's.
+_IRON_CLASSES = ("iron", "iv_iron")
+
 
 @dataclass
 class IronStatus:
@@ -120,7 +124,7 @@ def iron_status(ctx: Context) -> IronStatus:
         reverse=True,
     )
     esrd = [c for c in ctx.facts.by_cause("kidney_disease") if c.qualifier == "esrd" and not c.tentative]
-    iron_orders = ctx.orders_of_class("iron")
+    iron_orders = ctx.orders_of_class(*_IRON_CLASSES)
     status = IronStatus(
         ferritin=ferritins[0] if ferritins else None,
         tsat=tsats[0] if tsats else None,
@@ -456,7 +460,7 @@ def _iron_finding(ctx: Context, s: IronStatus, *, data: dict, evidence: list[Evi
     esrd = bool(s.esrd)
     if s.iron_orders:
         names = ", ".join(
-            sorted({i.name for m in s.iron_orders for i in m.ingredients if i.drug_class == "iron"})
+            sorted({i.name for m in s.iron_orders for i in m.ingredients if i.drug_class in _IRON_CLASSES})
         )
         evidence = evidence + [med_evidence(m, [names]) for m in s.iron_orders]
         head = kw.get("summary") or ctx.cause("iron_deficiency").render("summary", **kw.get("fields", {}))
@@ -514,10 +518,6 @@ def early_iv_iron(ctx: Context, s: IronStatus) -> list[Finding]:
     ]
 
 
-# IV-only iron preparations (ingredient names of terminology/medications.csv, drug class iron).
-_IV_IRON = frozenset(
-    {"ferric carboxymaltose", "iron sucrose", "ferumoxytol", "iron-dextran complex", "ferric derisomaltose"}
-)
 _SECOND_TRIMESTER_WEEKS = 14
 
 
@@ -527,7 +527,7 @@ def _early(pregnant: bool, weeks: float | None) -> bool:
 
 
 def _iv_iron_names(orders: list[MedFact]) -> list[str]:
-    return sorted({i.name for m in orders for i in m.ingredients if i.name in _IV_IRON})
+    return sorted({i.name for m in orders for i in m.ingredients if i.drug_class == "iv_iron"})
 
 
 def _early_iv_summary(names: list[str]) -> str:

@@ -136,6 +136,10 @@ def test_fingerprint_follows_what_the_cards_show_of_unread_and_pending_results(r
     assert fp(F.ferritin(5, rid="f")) != fp(F.ferritin(5, comparator="<", rid="f"))
     # Preliminary then final with the same value: no card, then an iron card.
     assert fp(F.ferritin(30, rid="f", status="preliminary")) != fp(F.ferritin(30, rid="f"))
+    # The AUDIT-C cut-off follows Patient.gender: a corrected gender may change the lifestyle card.
+    audit = F.observation("75626-2", "Total score [AUDIT-C]", 3, "{score}", rid="a")
+    women, men = (run([F.patient(gender=g), F.rls(rid="r"), audit]).fingerprint for g in ("female", "male"))
+    assert women != men
 
 
 def test_emitted_service_requests_are_valid_fhir(run):

@@ -302,11 +302,19 @@ def test_only_a_recent_former_or_never_status_supersedes_a_tobacco_diagnosis(run
     assert "lifestyle" not in causes(run(rls_patient(dx, status("266919005", "Never smoked tobacco", 30))))
 
 
-def test_audit_c_at_threshold_is_alcohol(run):
-    hi = F.observation("75626-2", "Total score [AUDIT-C]", 4, "{score}")
-    lo = F.observation("75626-2", "Total score [AUDIT-C]", 3, "{score}")
-    assert finding(run(rls_patient(hi)), "lifestyle").data["factors"] == ["alcohol"]
-    assert "lifestyle" not in causes(run(rls_patient(lo)))
+@pytest.mark.parametrize(("gender", "cut_off"), [("female", 3), ("male", 4), ("unknown", 4), (None, 4)])
+def test_audit_c_cut_off_is_3_for_women_and_4_otherwise(run, gender, cut_off):
+    person = F.patient(gender=gender)
+    if gender is None:
+        del person["gender"]
+    at = F.observation("75626-2", "Total score [AUDIT-C]", cut_off, "{score}")
+    below = F.observation("75626-2", "Total score [AUDIT-C]", cut_off - 1, "{score}")
+    rest = [F.rls(), F.ferritin(150, days=20), F.tsat(30, days=20)]
+    f = finding(run([person, *rest, at]), "lifestyle")
+    assert f.data["factors"] == ["alcohol"]
+    assert f"AUDIT-C at or above {cut_off}" in f.evidence[0].note
+    assert ("cut-off for women" in f.evidence[0].note) == (gender == "female")
+    assert "lifestyle" not in causes(run([person, *rest, below]))
 
 
 def test_alcohol_and_tobacco_in_one_note(run):

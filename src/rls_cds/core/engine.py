@@ -132,6 +132,7 @@ def _fingerprint(version: str, facts: Facts, missing: frozenset[str]) -> str:
             )
         )
     h.update(orjson.dumps(sorted(facts.continued)))
+    h.update(orjson.dumps(facts.gender))
     for p in sorted(facts.surgeries, key=lambda p: p.ref):
         h.update(orjson.dumps([p.ref, p.code, p.date]))
     return h.hexdigest()[:32]

@@ -188,6 +188,9 @@ class Facts:
     meds: list[MedFact] = field(default_factory=list)
     surgeries: list[ProcedureFact] = field(default_factory=list)
     patient: str | None = None
+    # Patient.gender ('female', 'male', 'other', 'unknown'): the one sex-related element every R4 Patient
+    # may carry; the AUDIT-C cut-off depends on it (3 for women, 4 otherwise)
+    gender: str | None = None
     warnings: list[str] = field(default_factory=list)
     # ref -> resource dict, for every resource a fact came from (validated only if it becomes evidence)
     sources: dict[str, dict] = field(default_factory=dict)
@@ -786,6 +789,8 @@ def extract(
                 _procedure(res, ref, facts)
             elif rtype == "Patient":
                 facts.patient = _patient_ref(res) or facts.patient
+                gender = res.get("gender")
+                facts.gender = gender if isinstance(gender, str) else facts.gender
                 continue
         except (TypeError, AttributeError, ValueError, KeyError, ArithmeticError) as exc:
             # Malformed shapes the thin reader did not anticipate: skip the resource, keep going.

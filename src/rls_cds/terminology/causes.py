@@ -51,7 +51,7 @@ REQUIRED_THRESHOLDS = {
     "magnesium_deficiency": ("magnesium_low",),
     "b12_deficiency": ("b12_low", "b12_borderline_max", "mma_high"),
     "hypoglycemia": ("glucose_low", "glucose_very_low"),
-    "lifestyle": ("audit_c_min",),
+    "lifestyle": ("audit_c_min", "audit_c_min_female"),
 }
 REQUIRED_LOOKBACK = {
     "iron_deficiency": ("ferritin", "tsat"),
@@ -71,6 +71,7 @@ ORDERED_THRESHOLDS = (
     ("iron_deficiency", "tsat_low", "tsat_iron_not_indicated", False),
     ("hypoglycemia", "glucose_very_low", "glucose_low", False),
     ("b12_deficiency", "b12_low", "b12_borderline_max", False),
+    ("lifestyle", "audit_c_min_female", "audit_c_min", True),
 )
 # Lookback windows that are not analytes (documented in terminology/README.md).
 EXTRA_WINDOWS = ("egfr_persistence", "stopped_order", "pregnancy_condition", "procedure")

@@ -12,6 +12,7 @@ from rls_cds.core.findings import (
     lab_evidence,
     make,
     med_evidence,
+    num,
 )
 
 # --- lifestyle -----------------------------------------------------------------------------------
@@ -23,6 +24,14 @@ _NOT_SMOKING = frozenset({"8517006", "266919005"})
 
 def _says_not_smoking(status) -> bool:
     return any("snomed" in (system or "").lower() and code in _NOT_SMOKING for system, code in status.coded)
+
+
+def _audit_c_cut_off(ctx: Context) -> tuple[float, str]:
+    """AUDIT-C screens positive at 3 in women and 4 in men (Bradley 2007); with gender unknown the higher
+    cut-off keeps a lifestyle note from resting on a score that is positive for some patients only."""
+    if ctx.facts.gender == "female":
+        return ctx.threshold("lifestyle", "audit_c_min_female"), " (the cut-off for women)"
+    return ctx.threshold("lifestyle", "audit_c_min"), ""
 
 
 def lifestyle(ctx: Context) -> list[Finding]:
@@ -53,9 +62,10 @@ def lifestyle(ctx: Context) -> list[Finding]:
         (x for x in ctx.facts.labs if x.analyte == "audit_c" and x.value is not None),
         ctx.lookback(cid, "audit_c"),
     )
-    if audit and audit[0].value >= ctx.threshold(cid, "audit_c_min"):
+    cut, whom = _audit_c_cut_off(ctx)
+    if audit and audit[0].value >= cut:
         kinds.add("alcohol")
-        evidence.append(lab_evidence(audit[0], "AUDIT-C score suggests hazardous drinking"))
+        evidence.append(lab_evidence(audit[0], f"AUDIT-C at or above {num(cut)}{whom}: hazardous drinking"))
     for m in ctx.facts.meds:
         if m.draft or m.status not in ("active", "on-hold"):
             continue

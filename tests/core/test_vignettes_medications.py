@@ -199,6 +199,22 @@ def test_ndc_only_tylenol_pm_matched_by_brand_text(run):
     order = F.med_request(None, "Tylenol PM Extra Strength caplet", codings=codings)
     f = finding(run(rls_patient(order)), "drug_induced")
     assert "diphenhydramine" in f.data["ingredients"] and f.evidence[0].certainty == "text"
+    # A PM product is a sleep aid: a non-sedating antihistamine does not replace it, and the card says so.
+    assert "as a sleep aid (the PM products), none" in f.action
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        F.med_request("1049630", "diphenhydramine hydrochloride 25 MG Oral Tablet"),  # product code
+        F.med_request(None, "diphenhydramine hydrochloride 25 mg tablet"),  # the salt's name only (PIN)
+        F.med_request(None, "Benadryl Allergy"),  # brand
+    ],
+)
+def test_diphenhydramine_gets_one_alternative_whatever_form_is_named(run, order):
+    f = finding(run(rls_patient(order)), "drug_induced")
+    assert f.data["alternative"].startswith("a non-sedating antihistamine for allergy")
+    assert "as a sleep aid" in f.data["alternative"]
 
 
 def test_intent_plan_counts(run):

@@ -235,3 +235,27 @@ def test_an_ingredient_can_name_no_substitute_where_its_class_does(terminology, 
     [ing] = terminology.drug_by_code(RX, code).ingredients
     assert ing.alternative == alternative
     assert terminology.drug_classes[ing.drug_class].alternative is not None
+
+
+def test_a_salt_takes_its_ingredients_alternative_not_the_classs(terminology):
+    """diphenhydramine hydrochloride (PIN 1362) is diphenhydramine: as a sleep aid (the PM products) it
+    has no antihistamine substitute, whichever of the two forms the order names."""
+    salt, base = terminology.ingredient("1362"), terminology.ingredient("3498")
+    assert salt.name == "diphenhydramine hydrochloride" and salt.base_rxcui == base.rxcui == "3498"
+    assert salt.alternative == base.alternative and "as a sleep aid" in salt.alternative
+    assert salt.alternative != terminology.drug_classes["sedating_antihistamine"].alternative
+
+
+def test_a_pin_row_may_still_set_its_own_values(tables):
+    from rls_cds.terminology import load_terminology
+    from tests.terminology.test_broken_tables import replace
+
+    replace(
+        tables,
+        "medications.csv",
+        "1362,PIN,diphenhydramine hydrochloride,diphenhydramine,aggravator,sedating_antihistamine,,,,",
+        "1362,PIN,diphenhydramine hydrochloride,diphenhydramine,aggravator,sedating_antihistamine,weak,,"
+        "cetirizine,",
+    )
+    salt = load_terminology(tables).ingredient("1362")
+    assert (salt.strength, salt.alternative) == ("weak", "cetirizine")

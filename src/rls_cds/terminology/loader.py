@@ -385,7 +385,7 @@ def load_medications(path: Path, text: str, classes: dict[str, DrugClass], probl
                 f"PIN {pin.name!r} must name its IN in 'ingredients' (got {row.get('ingredients')!r})",
             )
             continue
-        by_name[pin.name.lower()] = _with_base(pin, base)
+        by_name[pin.name.lower()] = _with_base(row, pin, base)
     products = [
         p
         for row in rows
@@ -395,10 +395,15 @@ def load_medications(path: Path, text: str, classes: dict[str, DrugClass], probl
     return Medications(list(by_name.values()), products, synonyms)
 
 
-def _with_base(pin: DrugIngredient, base: DrugIngredient) -> DrugIngredient:
+def _with_base(row: Row, pin: DrugIngredient, base: DrugIngredient) -> DrugIngredient:
+    """A PIN (a salt: diphenhydramine hydrochloride) is its IN: what its row leaves empty comes from the
+    IN's row, not from the class, so an IN-level alternative cannot be lost on the salt form."""
     from dataclasses import replace
 
-    return replace(pin, base_rxcui=base.rxcui)
+    inherited = {
+        col: getattr(base, col) for col in ("strength", "indicator", "alternative") if not row.get(col)
+    }
+    return replace(pin, base_rxcui=base.rxcui, **inherited)
 
 
 def _unique(row: Row, rxcui: str, name: str, rxcui_line: dict, name_line: dict, problems: Problems) -> bool:

@@ -449,3 +449,22 @@ def test_metoclopramide_alternative_says_ondansetron_is_not_a_prokinetic(run):
     # Metoclopramide is often given for gastroparesis, where ondansetron is no substitute.
     card = _drug_card(run.cards(rls_patient(F.med_request(None, "metoclopramide 10 MG Oral Tablet"))))
     assert "consider ondansetron" in card["summary"] and "not a prokinetic" in card["detail"]
+
+
+def _with_route(order, code, display):
+    order["dosageInstruction"][0]["route"] = {"coding": [{"system": F.SCT, "code": code, "display": display}]}
+    return order
+
+
+def test_an_ingredient_code_names_no_route_so_the_orders_own_route_decides(run):
+    # EHRs often code eye drops and creams with the ingredient RxCUI only (timolol 10600, diphenhydramine
+    # 3498): the code says nothing about the dose form, so the order's route (SNOMED route code or the
+    # product wording) decides, as for an unknown product (rls-clinical.md §1 "Route").
+    drops = _with_route(F.draft("10600", "timolol", rid="d-eye"), "54485002", "Ophthalmic route")
+    assert "drug_induced" not in causes(run(rls_patient(), drafts=[drops]))
+    cream = F.med_request("3498", "diphenhydramine", text="Diphenhydramine 2% cream, apply to rash")
+    assert "drug_induced" not in causes(run(rls_patient(cream)))
+    # The same ingredient code taken by mouth is still flagged.
+    tablets = _with_route(F.med_request("10600", "timolol"), "26643006", "Oral route")
+    assert "drug_induced" in causes(run(rls_patient(tablets)))
+    assert "drug_induced" in causes(run(rls_patient(F.med_request("3498", "diphenhydramine"))))

@@ -559,8 +559,8 @@ def _end_date(res: dict) -> datetime | None:
 def _locally_applied(res: dict, medication: dict | None, text: str, t: Any) -> bool:
     """Topical / ophthalmic / otic products have no relevant systemic exposure (rls-clinical.md §1
     "Route"): judged from the route words and SNOMED route codes of terminology/routes.csv, read from
-    the product text, ``dosageInstruction.route`` and ``Medication.form``. Used only when the product
-    itself is not in the tables (table products carry their own route flag)."""
+    the product text, ``dosageInstruction.route`` and ``Medication.form``. Used only when the code does
+    not name a tabled product with a route (table products carry their own route flag)."""
     by_text = getattr(t, "route_of_text", None)
     by_code = getattr(t, "route_of_code", None)
     if by_text is None or by_code is None:
@@ -592,7 +592,11 @@ def _match_drug(concept: Any, medication: dict | None, t: Any):
         if isinstance(system, str) and isinstance(code, str):
             drug = t.drug_by_code(system, code)
             if drug is not None:
-                return list(drug.ingredients), "code", c, bool(drug.route_excluded)
+                # Only a product row with a dose form knows its route. An ingredient (IN/PIN), SCDC or ATC
+                # substance code names none (timolol 10600 is eye drops as often as tablets): None lets the
+                # order's own route and wording decide, as for a product the tables do not list.
+                route_excluded = bool(drug.route_excluded) if getattr(drug, "route", "") else None
+                return list(drug.ingredients), "code", c, route_excluded
     if medication is not None:
         found = []
         for item in medication.get("ingredient") or []:

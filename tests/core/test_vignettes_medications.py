@@ -468,3 +468,17 @@ def test_an_ingredient_code_names_no_route_so_the_orders_own_route_decides(run):
     tablets = _with_route(F.med_request("10600", "timolol"), "26643006", "Oral route")
     assert "drug_induced" in causes(run(rls_patient(tablets)))
     assert "drug_induced" in causes(run(rls_patient(F.med_request("3498", "diphenhydramine"))))
+
+
+def test_a_switch_within_the_class_is_a_replacement_not_a_withdrawal(run):
+    # rls-clinical.md §2.8: a stopped order counts "with no active replacement". Lorazepam changed to
+    # clonazepam, or hydralazine stopped beside a current isosorbide dinitrate, withdraws no sedative or
+    # vasodilator effect.
+    lorazepam = F.med_request("6470", "lorazepam", status="stopped", authored_days=60, end_days=5)
+    clonazepam = F.med_request("2598", "clonazepam", authored_days=5)
+    assert "drug_withdrawal" not in causes(run(rls_patient(lorazepam, clonazepam)))
+    hydralazine = F.med_request("5470", "hydralazine", status="stopped", authored_days=60, end_days=5)
+    isosorbide = F.med_request("6058", "isosorbide dinitrate")
+    assert "drug_withdrawal" not in causes(run(rls_patient(hydralazine, isosorbide)))
+    # Without a replacement the stop is still a withdrawal note.
+    assert "lorazepam" in finding(run(rls_patient(lorazepam)), "drug_withdrawal").summary.lower()

@@ -255,12 +255,19 @@ def drug_withdrawal(ctx: Context) -> list[Finding]:
     cid = "drug_withdrawal"
     window = ctx.lookback(cid, "stopped_order")
     current = {ing_key(i) for m in ctx.facts.meds if m.in_effect for i in m.ingredients}
+    # rls-clinical.md §2.8 counts a stop "with no active replacement": a current drug of the same class
+    # (lorazepam changed to clonazepam, hydralazine stopped beside isosorbide dinitrate) replaces it.
+    current_classes = {
+        i.drug_class for m in ctx.facts.meds if m.in_effect and not m.route_excluded for i in m.ingredients
+    }
     found: dict[str, tuple[MedFact, Any, datetime]] = {}
     for m in ctx.facts.meds:
         if m.draft or m.status not in ("stopped", "completed") or m.route_excluded:
             continue
         for i in m.ingredients:
             if not (i.role == "withdrawal" or i.withdrawal) or ing_key(i) in current:
+                continue
+            if i.drug_class in current_classes:
                 continue
             # No end date: authoredOn inside the window still proves the stop was recent.
             when = m.ended or m.authored

@@ -482,3 +482,20 @@ def test_a_switch_within_the_class_is_a_replacement_not_a_withdrawal(run):
     assert "drug_withdrawal" not in causes(run(rls_patient(hydralazine, isosorbide)))
     # Without a replacement the stop is still a withdrawal note.
     assert "lorazepam" in finding(run(rls_patient(lorazepam)), "drug_withdrawal").summary.lower()
+
+
+def test_a_stop_without_its_date_is_not_dated_by_the_order_date(run):
+    # A completed imipramine order with no end date was written 20 days ago and stopped some time since:
+    # "stopped on <order date>" would state a date the record does not give.
+    completed = F.med_request(
+        "835564", "imipramine hydrochloride 25 MG Oral Tablet", status="completed", authored_days=20
+    )
+    f = finding(run(rls_patient(completed)), "drug_withdrawal")
+    ordered = F.at(20)[:10]
+    assert f"stopped on or after {ordered}" in f.summary
+    assert f"stopped/completed by {ordered}" not in (f.evidence[0].note or "")
+    # Stopped early: the planned end (dispenseRequest.validityPeriod) is still ahead, so the stop fell
+    # between the order date (10 days ago, inside the 30-day window) and now.
+    early = F.med_request("596", "alprazolam", status="stopped", authored_days=10, end_days=-80)
+    f = finding(run(rls_patient(early)), "drug_withdrawal")
+    assert "alprazolam" in f.summary.lower() and f"on or after {F.at(10)[:10]}" in f.summary

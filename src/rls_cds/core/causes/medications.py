@@ -260,7 +260,8 @@ def drug_withdrawal(ctx: Context) -> list[Finding]:
     current_classes = {
         i.drug_class for m in ctx.facts.meds if m.in_effect and not m.route_excluded for i in m.ingredients
     }
-    found: dict[str, tuple[MedFact, Any, datetime]] = {}
+    latest = ctx.now + timedelta(days=1)
+    found: dict[str, tuple[MedFact, Any, datetime, bool]] = {}
     for m in ctx.facts.meds:
         if m.draft or m.status not in ("stopped", "completed") or m.route_excluded:
             continue
@@ -269,25 +270,38 @@ def drug_withdrawal(ctx: Context) -> list[Finding]:
                 continue
             if i.drug_class in current_classes:
                 continue
-            # No end date: authoredOn inside the window still proves the stop was recent.
-            when = m.ended or m.authored
-            if when is None or not (ctx.now - window <= when <= ctx.now + timedelta(days=1)):
+            # The stop date is the order's end once it has passed. With no end, or a planned end still
+            # ahead (stopped early), the record gives none: the stop fell after authoredOn, so an order
+            # written inside the window still proves a recent stop, dated "on or after" that day.
+            exact = m.ended is not None and m.ended <= latest
+            when = m.ended if exact else m.authored
+            if when is None or not (ctx.now - window <= when <= latest):
                 continue
             if ing_key(i) not in found or when > found[ing_key(i)][2]:
-                found[ing_key(i)] = (m, i, when)
+                found[ing_key(i)] = (m, i, when, exact)
     if not found:
         return []
     items = sorted(found.values(), key=lambda x: x[1].name)
-    names = [i.name for _, i, _ in items]
+    names = [i.name for _, i, _, _ in items]
+    _, _, last, last_exact = max(items, key=lambda x: x[2])
     return [
         make(
             ctx,
             cid,
-            fields={"drug": ", ".join(names), "date": day(max(w for _, _, w in items))},
+            fields={"drug": ", ".join(names), "date": day(last) if last_exact else f"or after {day(last)}"},
             reasoning="Withdrawal of vasodilators, sedatives or imipramine is reported to trigger or worsen "
             "RLS "
             f"(weak evidence); stopped within the last {window.days} days with no active replacement.",
-            evidence=[med_evidence(m, [i.name], f"stopped/completed by {day(w)}") for m, i, w in items],
+            evidence=[
+                med_evidence(
+                    m,
+                    [i.name],
+                    f"stopped/completed by {day(w)}"
+                    if exact
+                    else f"no stop date given: stopped/completed since the order of {day(w)}",
+                )
+                for m, i, w, exact in items
+            ],
             data={"ingredients": names},
         )
     ]

@@ -499,3 +499,26 @@ def test_a_stop_without_its_date_is_not_dated_by_the_order_date(run):
     early = F.med_request("596", "alprazolam", status="stopped", authored_days=10, end_days=-80)
     f = finding(run(rls_patient(early)), "drug_withdrawal")
     assert "alprazolam" in f.summary.lower() and f"on or after {F.at(10)[:10]}" in f.summary
+
+
+def test_an_alternative_the_patient_already_takes_is_not_offered_as_a_switch(run):
+    # Mirtazapine added to bupropion (augmentation): "consider bupropion" tells the prescriber nothing,
+    # and a one-click removal "to switch to bupropion" is no switch at all.
+    bupropion = F.med_request("993541", "24 HR bupropion hydrochloride 150 MG Extended Release Oral Tablet")
+    draft = F.draft("311725", "mirtazapine 15 MG Oral Tablet", rid="d1")
+    card = _drug_card(run.cards(rls_patient(bupropion), hook="order-sign", drafts=[draft]))
+    assert "consider bupropion" not in card["summary"] and "already takes bupropion" in card["summary"]
+    assert "suggestions" not in card and "no simple substitute" not in card["detail"]
+    assert bupropion["id"] in card["detail"]  # the claim shows its evidence
+    # The same for a sedating antihistamine beside a current non-sedating one.
+    cetirizine = F.med_request("1014676", "cetirizine hydrochloride 5 MG Oral Tablet")
+    hydroxyzine = F.draft("995218", "hydroxyzine hydrochloride 10 MG Oral Tablet", rid="d2")
+    card = _drug_card(run.cards(rls_patient(cetirizine), hook="order-sign", drafts=[hydroxyzine]))
+    assert "consider" not in card["summary"] and "already takes cetirizine" in card["summary"]
+    # Drafted together in one session: the substitute is "also being ordered".
+    both = [
+        F.draft("993541", "24 HR bupropion hydrochloride 150 MG Extended Release Oral Tablet", rid="d3"),
+        draft,
+    ]
+    card = _drug_card(run.cards(rls_patient(), hook="order-sign", drafts=both))
+    assert "bupropion also being ordered" in card["summary"]

@@ -4,6 +4,7 @@ vasodilators, sedatives and imipramine."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,6 +61,20 @@ def _alternative(ctx: Context, ingredients: list[Any], classes: list[str]) -> st
     return named.pop()
 
 
+def _alternative_taken(ctx: Context, alternative: str) -> list[tuple[str, MedFact]]:
+    """(name, order) of drugs named in ``alternative`` that the patient already takes or is being ordered
+    (bupropion beside a mirtazapine draft, cetirizine beside hydroxyzine): a substitute already in use is
+    no switch to offer."""
+    text = alternative.lower()
+    return [
+        (i.name, m)
+        for m in ctx.facts.meds
+        if m.in_effect and not m.route_excluded
+        for i in m.ingredients
+        if i.role == "alternative" and re.search(rf"\b{re.escape(i.name.lower())}\b", text)
+    ]
+
+
 def drug_induced(ctx: Context) -> list[Finding]:
     cid = "drug_induced"
     rls = ctx.facts.by_cause("rls")
@@ -103,7 +118,23 @@ def drug_induced(ctx: Context) -> list[Finding]:
             # Switching antidepressants in pregnancy is an obstetric decision: name no swap, offer no
             # one-click removal; the card says why.
             in_pregnancy, alternative = pregnant, None if pregnant else alternative
+        # The neuropathy wording names two options (a gabapentinoid, or bupropion): it is already
+        # withdrawn when a gabapentinoid is in effect, and bupropion alone does not void it.
+        taken_orders = (
+            _alternative_taken(ctx, alternative) if alternative and alternative != _FOR_NEUROPATHY else []
+        )
+        taken = sorted({name for name, _ in taken_orders})
+        if taken:
+            alternative = None
         alt_short = alternative.split(" (")[0] if alternative else None
+        # A record order is "already taken"; a substitute drafted in this session is "also being ordered".
+        names_taken = " and ".join(taken)
+        on_record = any(not o.draft for _, o in taken_orders)
+        already = (
+            (f"; patient already takes {names_taken}" if on_record else f"; {names_taken} also being ordered")
+            if taken
+            else ""
+        )
         m0 = meds[0]
         product = m0.display or ", ".join(names)
         in_product = (
@@ -113,10 +144,10 @@ def drug_induced(ctx: Context) -> list[Finding]:
         certainty = min((m.certainty for m in meds), key=lambda c: ("code", "ingredient", "text").index(c))
         if kind == "draft":
             summary = f"{cap(drug)} order may aggravate RLS" + (
-                f"; consider {alt_short}" if alt_short else ""
+                f"; consider {alt_short}" if alt_short else already
             )
         else:
-            claim = " may aggravate RLS" + (f"; consider {alt_short}" if alt_short else "")
+            claim = " may aggravate RLS" + (f"; consider {alt_short}" if alt_short else already)
             summary = (
                 f"Active {drug}{' ' + in_product.strip() if in_product and len(drug) < 40 else ''}{claim}"
             )
@@ -165,10 +196,16 @@ def drug_induced(ctx: Context) -> list[Finding]:
             "drug": drug,
             "drug_class": class_titles,
             "alternative": alternative
+            or (f"already in use ({names_taken})" if taken else "")
             or ("a decision for the prescriber and the obstetric team" if in_pregnancy else "none known"),
         }
         if alternative:
             action = f"Review the need for {drug}. " + tidy(ctx.cause(cid).render("action", **fields))
+        elif taken:
+            where = (
+                f"the patient already takes {names_taken}" if on_record else f"{names_taken} is also ordered"
+            )
+            action = f"Review the need for {drug}: {where}, the usual alternative."
         else:
             # At order-sign the reader is the prescriber: "with the prescriber" only on patient-view.
             who = ["the prescriber"] if kind == "active" else []
@@ -194,6 +231,10 @@ def drug_induced(ctx: Context) -> list[Finding]:
                 reasoning=reasoning,
                 action=action,
                 evidence=[med_evidence(m, names) for m in meds]
+                + [
+                    med_evidence(m, [name], "the usual alternative, already in effect")
+                    for name, m in taken_orders
+                ]
                 + ([condition_evidence(rls[0], "RLS diagnosis")] if rls_unconfirmed else []),
                 actionable=warn and not rls_unconfirmed,
                 strength=strength,
@@ -206,6 +247,7 @@ def drug_induced(ctx: Context) -> list[Finding]:
                     "alternative": alternative,
                     "certainty": certainty,
                     "continues_active": continues,
+                    "alternative_taken": taken,
                 },
             )
         )

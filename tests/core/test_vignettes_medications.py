@@ -225,6 +225,14 @@ def test_on_hold_counts(run):
     assert "drug_induced" in causes(run(rls_patient(F.med_request(*SERTRALINE_SCD, status="on-hold"))))
 
 
+def test_an_order_on_hold_is_not_called_active(run):
+    held = F.med_request("312744", "quetiapine 25 MG Oral Tablet", status="on-hold")
+    card = _drug_card(run.cards(rls_patient(held)))
+    assert card["summary"].startswith("On-hold quetiapine") and "Active" not in card["summary"]
+    active = F.med_request("312744", "quetiapine 25 MG Oral Tablet")
+    assert _drug_card(run.cards(rls_patient(held, active)))["summary"].startswith("Active quetiapine")
+
+
 # --- drug_induced: negative ---------------------------------------------------------------------
 
 

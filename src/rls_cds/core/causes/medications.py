@@ -148,11 +148,13 @@ def drug_induced(ctx: Context) -> list[Finding]:
             )
         else:
             claim = " may aggravate RLS" + (f"; consider {alt_short}" if alt_short else already)
+            # An order on hold (held for surgery, a pause) is still an exposure, but not "active".
+            state = "On-hold" if all(m.status == "on-hold" for m in meds) else "Active"
             summary = (
-                f"Active {drug}{' ' + in_product.strip() if in_product and len(drug) < 40 else ''}{claim}"
+                f"{state} {drug}{' ' + in_product.strip() if in_product and len(drug) < 40 else ''}{claim}"
             )
             if len(summary) > 139:  # a long product name must not push the claim out: it is in the evidence
-                summary = f"Active {drug}{claim}"
+                summary = f"{state} {drug}{claim}"
         class_titles = ", ".join(ctx.class_title(c) for c in classes)
         # The AASM 2024 exacerbating factors cover the moderate classes only; a weak class (lithium,
         # beta-blocker, H2 blocker, anticonvulsant) rests on case reports (rls-clinical.md §2.7, §6).

@@ -530,3 +530,18 @@ def test_an_alternative_the_patient_already_takes_is_not_offered_as_a_switch(run
     ]
     card = _drug_card(run.cards(rls_patient(), hook="order-sign", drafts=both))
     assert "bupropion also being ordered" in card["summary"]
+
+
+def test_renewing_an_order_that_just_completed_offers_no_one_click_removal(run):
+    # The sertraline prescription ran its course three days ago and the draft renews it: removing the
+    # renewal would stop an antidepressant abruptly, as for a draft beside an active order.
+    completed = F.med_request(*SERTRALINE_SCD, status="completed", authored_days=95, end_days=3)
+    renewal = F.draft(*SERTRALINE_SCD, rid="d-renew")
+    card = _drug_card(run.cards(rls_patient(completed), hook="order-sign", drafts=[renewal]))
+    assert "suggestions" not in card
+    assert "renews" in card["detail"] and "abruptly" in card["detail"]
+    assert completed["id"] in card["detail"]  # the completed order the claim rests on is cited
+    # A course that ended long ago is no current therapy: a new start may still be removed.
+    old = F.med_request(*SERTRALINE_SCD, status="completed", authored_days=400, end_days=300)
+    card = _drug_card(run.cards(rls_patient(old), hook="order-sign", drafts=[renewal]))
+    assert card["suggestions"][0]["actions"][0]["type"] == "delete"

@@ -90,6 +90,20 @@ def drug_induced(ctx: Context) -> list[Finding]:
         if not m.draft and not m.route_excluded and m.status in ("active", "on-hold")
         for i in _aggravators(m)
     }
+    # A prescription that ran its course recently (completed within the reference's "recent stop"
+    # window): a draft of the same drug renews it, and removing that draft stops the therapy as surely.
+    window, latest = ctx.lookback("drug_withdrawal", "stopped_order"), ctx.now + timedelta(days=1)
+    renewed = {
+        ing_key(i): m
+        for m in ctx.facts.meds
+        if not m.draft
+        and not m.route_excluded
+        and m.status == "completed"
+        and (when := stop_date(m, latest)[0]) is not None
+        and ctx.now - window <= when <= latest
+        for i in _aggravators(m)
+        if ing_key(i) not in current
+    }
     for m in ctx.facts.meds:
         if m.route_excluded:
             continue
@@ -168,14 +182,21 @@ def drug_induced(ctx: Context) -> list[Finding]:
             f"{cap(drug)} ({class_titles}) is listed among drugs that may aggravate RLS "
             f"({strength} evidence; {basis})."
         )
+        renews = kind == "draft" and any(k in renewed for k in agg)
         continues = kind == "draft" and (
-            any(k in current for k in agg) or any(m.ref in ctx.facts.continued for m in meds)
+            any(k in current for k in agg) or any(m.ref in ctx.facts.continued for m in meds) or renews
         )
         if continues:
+            if renews and not any(k in current for k in agg):
+                lead = (
+                    f"The patient's last {drug} order completed within the last {window.days} days: "
+                    "this order renews that therapy"
+                )
+            else:
+                lead = f"The patient already has a current {drug} order: this order continues that therapy"
             reasoning += (
-                f" The patient already has a current {drug} order: this order continues that therapy; "
-                "plan any change with the prescriber (antidepressants, beta-blockers and lithium must not "
-                "be stopped abruptly)."
+                f" {lead}; plan any change with the prescriber (antidepressants, beta-blockers and lithium "
+                "must not be stopped abruptly)."
             )
         if rls_unconfirmed:
             reasoning += (
@@ -237,6 +258,11 @@ def drug_induced(ctx: Context) -> list[Finding]:
                     med_evidence(m, [name], "the usual alternative, already in effect")
                     for name, m in taken_orders
                 ]
+                + [
+                    med_evidence(renewed[k], [agg[k].name], "recently completed: the draft renews it")
+                    for k in agg
+                    if renews and k in renewed
+                ]
                 + ([condition_evidence(rls[0], "RLS diagnosis")] if rls_unconfirmed else []),
                 actionable=warn and not rls_unconfirmed,
                 strength=strength,
@@ -295,6 +321,15 @@ def rejected_drafts(ctx: Context) -> list[Finding]:
     return out
 
 
+def stop_date(m: MedFact, latest: datetime) -> tuple[datetime | None, bool]:
+    """(date, exact) of a stopped or completed order's stop. Its end is the stop once it has passed
+    (``latest``: now plus a day of clock skew). With no end, or a planned end still ahead (stopped early),
+    the record gives none: the stop fell after authoredOn, so an order written inside a window still
+    proves a stop inside it, dated "on or after" that day (exact False)."""
+    exact = m.ended is not None and m.ended <= latest
+    return (m.ended if exact else m.authored), exact
+
+
 def drug_withdrawal(ctx: Context) -> list[Finding]:
     cid = "drug_withdrawal"
     window = ctx.lookback(cid, "stopped_order")
@@ -314,11 +349,7 @@ def drug_withdrawal(ctx: Context) -> list[Finding]:
                 continue
             if i.drug_class in current_classes:
                 continue
-            # The stop date is the order's end once it has passed. With no end, or a planned end still
-            # ahead (stopped early), the record gives none: the stop fell after authoredOn, so an order
-            # written inside the window still proves a recent stop, dated "on or after" that day.
-            exact = m.ended is not None and m.ended <= latest
-            when = m.ended if exact else m.authored
+            when, exact = stop_date(m, latest)
             if when is None or not (ctx.now - window <= when <= latest):
                 continue
             if ing_key(i) not in found or when > found[ing_key(i)][2]:

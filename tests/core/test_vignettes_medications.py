@@ -478,6 +478,22 @@ def test_an_ingredient_code_names_no_route_so_the_orders_own_route_decides(run):
     assert "drug_induced" in causes(run(rls_patient(F.med_request("3498", "diphenhydramine"))))
 
 
+@pytest.mark.parametrize(
+    ("atc", "display", "flagged"),
+    [
+        ("D04AA32", "diphenhydramine (topical)", False),
+        ("S01ED01", "timolol (ophthalmic)", False),
+        ("R06AA02", "diphenhydramine", True),
+        ("C07AA06", "timolol", True),
+    ],
+)
+def test_an_atc_code_of_local_use_is_not_flagged(run, atc, display, flagged):
+    # European EHRs code orders with ATC: D04 (topical antipruritics) and S01 (ophthalmologicals) name the
+    # local use themselves, with no route or dose form in the order (rls-clinical.md §1 "Route").
+    order = F.med_request(None, display, codings=[{"system": "http://www.whocc.no/atc", "code": atc}])
+    assert ("drug_induced" in causes(run(rls_patient(order)))) is flagged
+
+
 def test_a_switch_within_the_class_is_a_replacement_not_a_withdrawal(run):
     # rls-clinical.md §2.8: a stopped order counts "with no active replacement". Lorazepam changed to
     # clonazepam, or hydralazine stopped beside a current isosorbide dinitrate, withdraws no sedative or

@@ -105,6 +105,10 @@ APPENDED = [
     ("routes.csv", f",6064006,topical,yes,{SRC}", "Verhoeff"),
     ("routes.csv", f"patch,,topical,no,{SRC}", "excluded on one row and not on another"),
     ("routes.csv", f"topical,,topical,yes,{SRC}", "already defined"),
+    ("routes.csv", f",,ophthalmic,yes,{SRC},S01", "already defined"),
+    ("routes.csv", f",,topical,yes,{SRC},D4", "malformed ATC code"),
+    ("routes.csv", f"gel,,topical,yes,{SRC},D05", "exactly one"),
+    ("routes.csv", f",,topical,no,{SRC},D05", "excluded on one row and not on another"),
 ]
 
 

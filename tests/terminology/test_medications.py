@@ -141,6 +141,19 @@ def test_atc_substance_codes_map_and_classes_do_not(terminology):
         assert terminology.drug_by_code(ATC, class_code) is None
 
 
+@pytest.mark.parametrize(
+    ("code", "route"),
+    [("D04AA32", "topical"), ("D04AX01", "topical"), ("S01ED01", "ophthalmic"), ("S01GX12", "ophthalmic")],
+)
+def test_atc_codes_of_local_use_groups_carry_their_route(terminology, code, route):
+    """D04AA32 is diphenhydramine for topical use, S01ED01 timolol eye drops: routes.csv's ATC groups."""
+    drug = terminology.drug_by_code(ATC, code)
+    assert (drug.route, drug.route_excluded) == (route, True)
+    systemic = {"D04AA32": "R06AA02", "D04AX01": "N06AA12", "S01ED01": "C07AA06", "S01GX12": "R06AE07"}[code]
+    same = terminology.drug_by_code(ATC, systemic)
+    assert same.ingredients == drug.ingredients and (same.route, same.route_excluded) == ("", False)
+
+
 def test_unknown_codes(terminology):
     assert terminology.drug_by_code(RX, "999999999") is None
     assert terminology.drug_by_code("http://hl7.org/fhir/sid/ndc", "50580-506-02") is None

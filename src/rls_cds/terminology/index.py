@@ -109,14 +109,15 @@ class Terminology:
         for row in conditions:
             self._conditions[(row.system, row.key)].append((row, _match(row)))
         self._conditions = dict(self._conditions)
-        self._build_drugs(meds)
         self._build_routes(routes or {})
+        self._build_drugs(meds)
 
     def _build_routes(self, routes: dict[str, tuple[str, bool]]) -> None:
-        self._routes = {k: v for k, v in routes.items() if not k.startswith("snomed:")}
+        self._routes = {k: v for k, v in routes.items() if ":" not in k}
         self._route_codes = {
             k.removeprefix("snomed:"): v for k, v in routes.items() if k.startswith("snomed:")
         }
+        self._route_atc = {k.removeprefix("atc:"): v for k, v in routes.items() if k.startswith("atc:")}
         pattern = "|".join(_term_pattern(t) for t in sorted(self._routes, key=len, reverse=True))
         boundary = rf"(?<![A-Za-z0-9])(?:{pattern})(?![A-Za-z0-9])"
         self._route_re = re.compile(boundary, re.IGNORECASE) if pattern else None
@@ -189,10 +190,7 @@ class Terminology:
         for ing in meds.ingredients:
             for code in ing.atc:
                 by_atc[code].append(ing)
-        self._atc = {
-            code: DrugConcept(code, ATC, " / ".join(i.name for i in ings), tuple(ings), False, "ATC")
-            for code, ings in by_atc.items()
-        }
+        self._atc = {code: self._atc_concept(code, ings) for code, ings in by_atc.items()}
         terms: dict[tuple[str, ...], list[DrugIngredient]] = defaultdict(list)
         for ing in meds.ingredients:
             for term in (ing.name, *ing.brands):
@@ -204,6 +202,13 @@ class Terminology:
             terms[key].extend(by_name[n.lower()] for n in names if by_name[n.lower()] not in terms[key])
         self._terms = {t: tuple(v) for t, v in terms.items() if t}
         self._longest_term = max((len(t) for t in self._terms), default=0)
+
+    def _atc_concept(self, code: str, ings: list[DrugIngredient]) -> DrugConcept:
+        """An ATC substance code names its use, and some groups are local use only (D04AA32 is topical
+        diphenhydramine, S01ED01 ophthalmic timolol): routes.csv lists those groups."""
+        group = next((g for g in self._route_atc if code.startswith(g)), None)
+        route, excluded = self._route_atc[group] if group else ("", False)
+        return DrugConcept(code, ATC, " / ".join(i.name for i in ings), tuple(ings), excluded, "ATC", route)
 
     def drug_by_code(self, system: str | None, code: str | None) -> DrugConcept | None:
         s = normalize_system(system)

@@ -53,7 +53,7 @@ MED_COLUMNS = [
 INGREDIENT_TTYS = ("IN", "PIN", "MIN")
 PRODUCT_TTYS = ("SCDC", "SCD", "SBD", "SBDC", "GPCK", "BPCK", "SCDF", "SBDF", "SCDG", "SBDG")
 MATCHES = ("exact", "prefix", "exclude")
-ROUTE_COLUMNS = ["term", "snomed", "route", "excluded", "source"]
+ROUTE_COLUMNS = ["term", "snomed", "route", "excluded", "source", "atc_group"]
 # Drug classes the rules read by name (src/rls_cds/core/causes), with the role each must have: renaming
 # or dropping one in drug_classes.csv would silently switch a rule off, so it is a load error.
 CLASSES_READ = {"gabapentinoid": "rls_treatment", "iron": "rls_treatment", "iv_iron": "rls_treatment"}
@@ -527,8 +527,8 @@ def _product(
 
 
 def load_routes(path: Path, text: str, problems: Problems) -> dict[str, tuple[str, bool]]:
-    """Route words found in product text, and SNOMED CT route codes (keyed 'snomed:<code>'),
-    -> (route, excluded from flagging)."""
+    """Route words found in product text, SNOMED CT route codes (keyed 'snomed:<code>') and ATC groups
+    whose every substance code is a local preparation (keyed 'atc:<group>'), -> (route, excluded)."""
     routes: dict[str, tuple[str, bool, int]] = {}
     for row in read_csv(path, text, ROUTE_COLUMNS, problems):
         key = _route_key(row, problems)
@@ -555,14 +555,19 @@ def load_routes(path: Path, text: str, problems: Problems) -> dict[str, tuple[st
 
 
 def _route_key(row: Row, problems: Problems) -> str | None:
+    from rls_cds.terminology.codes import ATC
+
     term, snomed = " ".join(row.get("term").lower().split()), row.get("snomed")
-    if bool(term) == bool(snomed):
-        problems.add(row.file, row.line, "give either a term or a snomed route code (exactly one)")
+    group = row.get("atc_group").upper()
+    if sum(map(bool, (term, snomed, group))) != 1:
+        problems.add(row.file, row.line, "give exactly one of a term, a snomed route code or an atc_group")
         return None
     if snomed:
         if not _well_formed(row, SNOMED, snomed, problems):
             return None
         return f"snomed:{snomed}"
+    if group:
+        return f"atc:{group}" if _well_formed(row, ATC, group, problems) else None
     return term
 
 

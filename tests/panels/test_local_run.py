@@ -106,6 +106,34 @@ def test_malformed_lines_reported_with_file_and_line_rest_processed(
     assert report["status"] == "completed_with_errors"  # never success with unreadable data
 
 
+def test_lines_msgspec_cannot_decode_at_all_are_reported_not_a_crash(
+    export, tmp_path, panel_redis, terminology
+):
+    # Bytes that are not UTF-8 and JSON nested deeper than the decoder recurses raise UnicodeDecodeError
+    # and RecursionError, not msgspec's errors: they stopped the map (and the whole run) with a traceback.
+    broken = tmp_path / "undecodable"
+    broken.mkdir()
+    for f in export.glob("*.ndjson"):
+        data = f.read_bytes()
+        if f.name == "Patient.ndjson":
+            data += b'{"resourceType":"Patient","id":"latin1-\xe9"}\n'
+        if f.name == "Observation.ndjson":
+            data += b'{"resourceType":"Observation","code":' + b'{"x":' * 5000 + b"1" + b"}" * 5001 + b"\n"
+        (broken / f.name).write_bytes(data)
+    lines = {f.name: f.read_bytes().count(b"\n") for f in broken.glob("*.ndjson")}
+    for workers in (1, 2):
+        report = local.run_ndjson(
+            [str(broken)], workers, _settings(tmp_path), panel_redis.url, terminology, "u8"
+        )
+        errs = sorted((e["file"], e["line"]) for e in report["parse_errors"])
+        assert errs == [
+            ("Observation.ndjson", lines["Observation.ndjson"]),
+            ("Patient.ndjson", lines["Patient.ndjson"]),
+        ]
+        assert report["counts"]["patients_assessed"] == N
+        assert report["status"] == "completed_with_errors"
+
+
 def test_chunks_and_partitions_processed_twice_do_not_double_count(
     export, tmp_path, panel_redis, terminology
 ):

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 from datetime import datetime
@@ -132,6 +133,26 @@ def test_lines_msgspec_cannot_decode_at_all_are_reported_not_a_crash(
         ]
         assert report["counts"]["patients_assessed"] == N
         assert report["status"] == "completed_with_errors"
+
+
+def test_versioned_medication_references_are_joined_like_the_core_joins_them(
+    export, tmp_path, panel_redis, terminology
+):
+    # 'https://ehr/fhir/Medication/m1/_history/2' names Medication m1 for the core (hooks); the batch
+    # looked for a Medication with id 'm1/_history/2', found none and dropped the order without a word.
+    versioned = tmp_path / "versioned"
+    versioned.mkdir()
+    for f in export.glob("*.ndjson"):
+        data = f.read_bytes()
+        if f.name == "MedicationRequest.ndjson":
+            versioned_ref = rb'"reference":"https://ehr/fhir/Medication/\1/_history/2"'
+            data = re.sub(rb'"reference":"Medication/([^"]+)"', versioned_ref, data)
+        (versioned / f.name).write_bytes(data)
+    assert b"/_history/2" in (versioned / "MedicationRequest.ndjson").read_bytes()
+    settings = _settings(tmp_path)
+    plain = local.run_ndjson([str(export)], 1, settings, panel_redis.url, terminology, "med-plain")
+    report = local.run_ndjson([str(versioned)], 2, settings, panel_redis.url, terminology, "med-versioned")
+    assert _actionable(report) == _actionable(plain)
 
 
 def test_chunks_and_partitions_processed_twice_do_not_double_count(

@@ -249,6 +249,8 @@ def _external_med_ref(res: dict) -> str | None:
     if ref is None or res.get("resourceType") != "MedicationRequest":
         return None
     ref = ref.get("reference") or ""
+    # As the core reads it (facts._resolve_medication): '.../Medication/<id>/_history/<v>' is <id>.
+    ref = ref.split("/_history/", 1)[0]
     if ref.startswith("Medication/"):
         return ref[len("Medication/") :]
     idx = ref.rfind("/Medication/")

@@ -8,6 +8,7 @@ once its lease (settings.panel_lease_seconds) has passed. Logs carry run ids and
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 
 from celery.schedules import crontab
@@ -154,9 +155,10 @@ def reduce_unit(run_id: str, unit_id: str) -> str:
         settings = ctx.settings
 
         def by_search(st, uid, unit, m, evaluator, sink):
-            return search.run_search_unit(
-                st, uid, unit, m, evaluator, sink, session_for, settings.background_fhir_timeout_seconds
-            )
+            # Stop starting patients well before the soft time limit (80 %): the result is then saved.
+            deadline = time.monotonic() + settings.task_time_limit_seconds * 0.6
+            timeout = settings.background_fhir_timeout_seconds
+            return search.run_search_unit(st, uid, unit, m, evaluator, sink, session_for, timeout, deadline)
 
         def refetch(pid: str) -> list[dict]:
             session = session_for(meta["fhir_server"])

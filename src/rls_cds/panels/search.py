@@ -47,9 +47,12 @@ def get_json(session: requests.Session, url: str, timeout: float, attempts: int 
             continue
         if resp.status_code == 200:
             try:
-                return orjson.loads(resp.content)
+                doc = orjson.loads(resp.content)
             except orjson.JSONDecodeError:
                 raise FetchError("FHIR server answered with invalid JSON") from None
+            if not isinstance(doc, dict):  # callers read it as a resource: a list would crash the unit
+                raise FetchError("FHIR server answered with JSON that is not a FHIR resource")
+            return doc
         if resp.status_code in (429, 500, 502, 503, 504) and attempt < attempts - 1:
             time.sleep(0.2 * 2**attempt)
             continue

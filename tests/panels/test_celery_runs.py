@@ -295,6 +295,44 @@ def test_fhir_server_down_patients_in_error_report_never_success(world, fault_pr
     assert report["run_errors"]
 
 
+def test_search_unit_slower_than_the_task_time_limit_still_ends_every_patient_accounted(
+    world, tmp_path, fault_proxy
+):
+    # A unit of per-patient searches against a slow server outlived Celery's soft time limit: the task
+    # failed, the sweep queued it again, it failed again... the run never ended and no patient was named.
+    port_redis = start_redis(tmp_path / "redis")
+    fhir = world["fhir"]  # the proxy answers SMART discovery with its own origin: name the real token URL
+    servers = fhir.write_fhir_servers_file(
+        tmp_path / "s.yaml", base=fault_proxy.base_url, token_url=fhir.token_url
+    )
+    env = {**world["env"], "RLS_FHIR_SERVERS_FILE": str(servers), "RLS_TASK_TIME_LIMIT_SECONDS": "5"}
+    worker = start_worker(tmp_path / "w", port_redis.url, env=env, queues="batch")
+    try:
+        fault_proxy.set_mode("delay", 0.2)  # 10 patients x 4 reads x 0.2 s: twice the time limit
+        e = {k: v for k, v in os.environ.items() if not k.startswith("RLS_") and k != "REDIS_URL"}
+        e.update(env, REDIS_URL=port_redis.url)
+        cmd = [
+            str(REPO / ".venv/bin/rls-cds"),
+            "panel",
+            "run",
+            "via-proxy-search",
+            "--wait",
+            "--timeout",
+            "60",
+        ]
+        out = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=120)
+        assert "did not finish" not in out.stderr, out.stderr[-2000:]
+        report = RunState(port_redis.client(), out.stdout.split()[1]).report()
+        assert report["status"] == "completed_with_errors" and out.returncode == 1
+        counts = report["counts"]
+        assert counts["patients_assessed"] > 0 and counts["patients_in_error"] > 0, (report["errors"], counts)
+        assert counts["patients_assessed"] + counts["patients_in_error"] == counts["patients_expected"] == 10
+        assert all("time limit" in e["reason"] for e in report["errors"])
+    finally:
+        worker.stop()
+        port_redis.stop()
+
+
 def test_worker_killed_mid_run_every_patient_once(world, terminology):
     victim = start_worker(world["work"] / "victim", world["redis"].url, env=world["env"], queues="batch")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_") and k != "REDIS_URL"}

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 from datetime import datetime
@@ -104,6 +105,54 @@ def test_malformed_lines_reported_with_file_and_line_rest_processed(
     assert "malformed JSON" in " ".join(e["reason"] for e in report["parse_errors"])
     assert report["counts"]["patients_assessed"] == N  # the rest is processed
     assert report["status"] == "completed_with_errors"  # never success with unreadable data
+
+
+def test_lines_msgspec_cannot_decode_at_all_are_reported_not_a_crash(
+    export, tmp_path, panel_redis, terminology
+):
+    # Bytes that are not UTF-8 and JSON nested deeper than the decoder recurses raise UnicodeDecodeError
+    # and RecursionError, not msgspec's errors: they stopped the map (and the whole run) with a traceback.
+    broken = tmp_path / "undecodable"
+    broken.mkdir()
+    for f in export.glob("*.ndjson"):
+        data = f.read_bytes()
+        if f.name == "Patient.ndjson":
+            data += b'{"resourceType":"Patient","id":"latin1-\xe9"}\n'
+        if f.name == "Observation.ndjson":
+            data += b'{"resourceType":"Observation","code":' + b'{"x":' * 5000 + b"1" + b"}" * 5001 + b"\n"
+        (broken / f.name).write_bytes(data)
+    lines = {f.name: f.read_bytes().count(b"\n") for f in broken.glob("*.ndjson")}
+    for workers in (1, 2):
+        report = local.run_ndjson(
+            [str(broken)], workers, _settings(tmp_path), panel_redis.url, terminology, "u8"
+        )
+        errs = sorted((e["file"], e["line"]) for e in report["parse_errors"])
+        assert errs == [
+            ("Observation.ndjson", lines["Observation.ndjson"]),
+            ("Patient.ndjson", lines["Patient.ndjson"]),
+        ]
+        assert report["counts"]["patients_assessed"] == N
+        assert report["status"] == "completed_with_errors"
+
+
+def test_versioned_medication_references_are_joined_like_the_core_joins_them(
+    export, tmp_path, panel_redis, terminology
+):
+    # 'https://ehr/fhir/Medication/m1/_history/2' names Medication m1 for the core (hooks); the batch
+    # looked for a Medication with id 'm1/_history/2', found none and dropped the order without a word.
+    versioned = tmp_path / "versioned"
+    versioned.mkdir()
+    for f in export.glob("*.ndjson"):
+        data = f.read_bytes()
+        if f.name == "MedicationRequest.ndjson":
+            versioned_ref = rb'"reference":"https://ehr/fhir/Medication/\1/_history/2"'
+            data = re.sub(rb'"reference":"Medication/([^"]+)"', versioned_ref, data)
+        (versioned / f.name).write_bytes(data)
+    assert b"/_history/2" in (versioned / "MedicationRequest.ndjson").read_bytes()
+    settings = _settings(tmp_path)
+    plain = local.run_ndjson([str(export)], 1, settings, panel_redis.url, terminology, "med-plain")
+    report = local.run_ndjson([str(versioned)], 2, settings, panel_redis.url, terminology, "med-versioned")
+    assert _actionable(report) == _actionable(plain)
 
 
 def test_chunks_and_partitions_processed_twice_do_not_double_count(

@@ -47,9 +47,12 @@ def get_json(session: requests.Session, url: str, timeout: float, attempts: int 
             continue
         if resp.status_code == 200:
             try:
-                return orjson.loads(resp.content)
+                doc = orjson.loads(resp.content)
             except orjson.JSONDecodeError:
                 raise FetchError("FHIR server answered with invalid JSON") from None
+            if not isinstance(doc, dict):  # callers read it as a resource: a list would crash the unit
+                raise FetchError("FHIR server answered with JSON that is not a FHIR resource")
+            return doc
         if resp.status_code in (429, 500, 502, 503, 504) and attempt < attempts - 1:
             time.sleep(0.2 * 2**attempt)
             continue
@@ -105,19 +108,53 @@ def patient_resources(session: requests.Session, base: str, pid: str, timeout: f
     return resources
 
 
-def run_search_unit(state, uid, unit, meta, evaluator, on_patient, session_factory, timeout: float) -> dict:
-    """Fetch and evaluate each patient of the unit; save and return the unit result."""
+OUT_OF_TIME = (
+    "not read: the task time limit was reached (slow FHIR server); "
+    "lower RLS_PANEL_PATIENTS_PER_TASK or raise RLS_TASK_TIME_LIMIT_SECONDS"
+)
+
+
+def run_search_unit(
+    state,
+    uid,
+    unit,
+    meta,
+    evaluator,
+    on_patient,
+    session_factory,
+    timeout: float,
+    deadline: float | None = None,
+) -> dict:
+    """Fetch and evaluate each patient of the unit; save and return the unit result.
+
+    ``deadline`` (time.monotonic()): patients not started by then, or whose reads the task's soft time
+    limit interrupts, go to the error report. Without it a unit slower than the time limit failed as a
+    whole on every redelivery, and the run never ended."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
     t0 = time.perf_counter()
     base = meta["fhir_server"]
     session = session_factory(base)
     result = new_result(uid)
-    for pid in unit["patients"]:
+    patients = unit["patients"]
+    for n, pid in enumerate(patients):
+        if deadline is not None and time.monotonic() > deadline:
+            _out_of_time(result, patients[n:])
+            break
         try:
             resources = patient_resources(session, base, pid, timeout)
         except FetchError as exc:
             add_error(result, pid, exc.reason)
             continue
+        except SoftTimeLimitExceeded:
+            _out_of_time(result, patients[n:])
+            break
         evaluate_patient(result, pid, resources, evaluator, on_patient)
     result["seconds"] = round(time.perf_counter() - t0, 4)
     state.save_result(uid, result)
     return result
+
+
+def _out_of_time(result: dict, patients: list[str]) -> None:
+    for pid in patients:
+        add_error(result, pid, OUT_OF_TIME)

@@ -8,6 +8,7 @@ once its lease (settings.panel_lease_seconds) has passed. Logs carry run ids and
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 
 from celery.schedules import crontab
@@ -72,7 +73,23 @@ def sweep_run(run_id: str) -> str:
     return _advance(state)
 
 
-@app.task(name="rls_cds.panels.tasks.start_run", acks_late=True)
+def _planning_time_limits(settings) -> tuple[float, float]:
+    """(soft, hard) time limits of the planner. It waits for the Bulk export for up to
+    panel_export_timeout_seconds, so the worker-wide task limit (300 s) would cut off every export
+    slower than that: the export's wait comes on top of the limit of an ordinary task."""
+    wait, limit = settings.panel_export_timeout_seconds, settings.task_time_limit_seconds
+    return wait + 0.8 * limit, wait + limit
+
+
+_PLAN_SOFT_LIMIT, _PLAN_HARD_LIMIT = _planning_time_limits(get_settings())
+
+
+@app.task(
+    name="rls_cds.panels.tasks.start_run",
+    acks_late=True,
+    soft_time_limit=_PLAN_SOFT_LIMIT,
+    time_limit=_PLAN_HARD_LIMIT,
+)
 def start_run(run_id: str) -> str:
     ctx = context()
     state = RunState(ctx.redis, run_id)
@@ -154,9 +171,10 @@ def reduce_unit(run_id: str, unit_id: str) -> str:
         settings = ctx.settings
 
         def by_search(st, uid, unit, m, evaluator, sink):
-            return search.run_search_unit(
-                st, uid, unit, m, evaluator, sink, session_for, settings.background_fhir_timeout_seconds
-            )
+            # Stop starting patients well before the soft time limit (80 %): the result is then saved.
+            deadline = time.monotonic() + settings.task_time_limit_seconds * 0.6
+            timeout = settings.background_fhir_timeout_seconds
+            return search.run_search_unit(st, uid, unit, m, evaluator, sink, session_for, timeout, deadline)
 
         def refetch(pid: str) -> list[dict]:
             session = session_for(meta["fhir_server"])

@@ -156,6 +156,10 @@ class _Mapper:
                     self._bad(loc, f"invalid resource: {exc}")
             except msgspec.DecodeError as exc:
                 self._bad(loc, f"malformed JSON: {exc}")
+            except UnicodeDecodeError:  # msgspec lets the codec's error through, not a DecodeError
+                self._bad(loc, "malformed JSON: not UTF-8")
+            except RecursionError:
+                self._bad(loc, "malformed JSON: nested too deeply")
             if len(batch) >= 4096:
                 self.sorter.file(batch)
                 batch = []
@@ -168,7 +172,7 @@ class _Mapper:
         for offset, block in blocks:
             try:
                 items = decode_lines(block)
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 self.lines(_lines_of(offset, block))
                 continue
             self.sorter.file(items)
@@ -245,6 +249,8 @@ def _external_med_ref(res: dict) -> str | None:
     if ref is None or res.get("resourceType") != "MedicationRequest":
         return None
     ref = ref.get("reference") or ""
+    # As the core reads it (facts._resolve_medication): '.../Medication/<id>/_history/<v>' is <id>.
+    ref = ref.split("/_history/", 1)[0]
     if ref.startswith("Medication/"):
         return ref[len("Medication/") :]
     idx = ref.rfind("/Medication/")

@@ -1,0 +1,81 @@
+"""Per-patient searches against a server that answers 200 with JSON that is not a resource: the
+patient goes to the error report and the run ends. A scripted loopback server, a real Redis, a real
+`rls-cds worker` and `panel run --wait`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+
+from rls_cds.panels.state import RunState
+from tests.support.celery_workers import start_worker
+from tests.support.fhir_server import REPO, free_port
+from tests.support.redis_server import start_redis
+
+pytestmark = pytest.mark.slow
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _json(self, doc) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        url = urlsplit(self.path)
+        if "/Patient/" in url.path:
+            return self._json({"resourceType": "Patient", "id": url.path.rsplit("/", 1)[1]})
+        if parse_qs(url.query).get("patient") == ["odd-b"] and url.path.endswith("/Observation"):
+            return self._json([])  # a gateway's idea of "no results"
+        return self._json({"resourceType": "Bundle", "type": "searchset", "entry": []})
+
+
+@pytest.fixture
+def odd_server():
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}/fhir"
+    server.shutdown()
+
+
+def test_a_search_answered_with_a_json_array_is_a_patient_error_not_an_endless_task(tmp_path, odd_server):
+    # bundle.get(...) on a list raised AttributeError: the unit failed on every redelivery, for ever.
+    panel = {"fhir_server": odd_server, "patients": ["odd-a", "odd-b"], "strategy": "search"}
+    (tmp_path / "panels.yaml").write_text(yaml.safe_dump({"panels": {"odd": panel}}))
+    (tmp_path / "servers.yaml").write_text(yaml.safe_dump({"servers": {odd_server: {}}}))
+    env = {
+        "RLS_PANELS_FILE": str(tmp_path / "panels.yaml"),
+        "RLS_FHIR_SERVERS_FILE": str(tmp_path / "servers.yaml"),
+        "RLS_REPORTS_DIR": str(tmp_path / "reports"),
+        "RLS_PANEL_LEASE_SECONDS": "4",
+    }
+    rds = start_redis(tmp_path / "redis")
+    worker = start_worker(tmp_path / "w", rds.url, env=env, queues="batch")
+    try:
+        cli_env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_") and k != "REDIS_URL"}
+        cli_env.update(env, REDIS_URL=rds.url)
+        cmd = [str(REPO / ".venv/bin/rls-cds"), "panel", "run", "odd", "--wait", "--timeout", "30"]
+        out = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=90)
+        assert "did not finish" not in out.stderr, out.stderr[-2000:]
+        report = RunState(rds.client(), out.stdout.split()[1]).report()
+        assert report["status"] == "completed_with_errors"
+        assert report["counts"]["patients_assessed"] == 1
+        assert [e["patient"] for e in report["errors"]] == ["odd-b"]
+        assert "not a FHIR resource" in report["errors"][0]["reason"]
+    finally:
+        worker.stop()
+        rds.stop()

@@ -1,0 +1,112 @@
+"""A Bulk export that takes longer than a Celery task's time limit: the planner waits for it (up to
+RLS_PANEL_EXPORT_TIMEOUT_SECONDS) instead of being cut off by the worker. A scripted loopback server
+(sekmet finishes its exports at once), a real Redis, a real `rls-cds worker` and `panel run --wait`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from rls_cds.panels.state import RunState
+from tests.support.celery_workers import start_worker
+from tests.support.fhir_server import REPO, free_port
+from tests.support.redis_server import start_redis
+
+pytestmark = pytest.mark.slow
+
+EXPORT_SECONDS = 7.0  # longer than the worker's time limit below (5 s, soft limit 4 s)
+PATIENTS = b'{"resourceType":"Patient","id":"slow-a"}\n{"resourceType":"Patient","id":"slow-b"}\n'
+
+
+def _handler(base: str, started: list[float]):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, code: int, body: bytes = b"", headers: dict | None = None) -> None:
+            self.send_response(code)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_DELETE(self):
+            self._send(202)
+
+        def do_GET(self):
+            path = urlsplit(self.path).path
+            if path.endswith("/Group/slow"):
+                members = [
+                    {"entity": {"reference": "Patient/slow-a"}},
+                    {"entity": {"reference": "Patient/slow-b"}},
+                ]
+                return self._send(200, json.dumps({"resourceType": "Group", "member": members}).encode())
+            if path.endswith("/$export"):
+                started.append(time.monotonic())
+                return self._send(202, b"", {"Content-Location": f"{base}/status/1"})
+            if path.endswith("/status/1"):
+                if time.monotonic() - started[-1] < EXPORT_SECONDS:
+                    return self._send(202, b"", {"Retry-After": "1", "X-Progress": "exporting"})
+                manifest = {
+                    "transactionTime": "2026-11-25T00:00:00Z",
+                    "requiresAccessToken": False,
+                    "output": [{"type": "Patient", "url": f"{base}/files/Patient.ndjson"}],
+                    "error": [],
+                }
+                return self._send(200, json.dumps(manifest).encode(), {"Content-Type": "application/json"})
+            if path.endswith("/files/Patient.ndjson"):
+                return self._send(200, PATIENTS)
+            return self._send(404)
+
+    return Handler
+
+
+@pytest.fixture
+def slow_bulk_server():
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(base, []))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield base
+    server.shutdown()
+
+
+def test_export_slower_than_the_task_time_limit_is_waited_for(tmp_path, slow_bulk_server):
+    # The planner waits for the export up to RLS_PANEL_EXPORT_TIMEOUT_SECONDS (1 h) but ran under the
+    # worker's task time limit (300 s): every export slower than 4 minutes failed the whole run.
+    base = slow_bulk_server
+    (tmp_path / "panels.yaml").write_text(
+        yaml.safe_dump({"panels": {"slow": {"fhir_server": base, "group": "slow", "strategy": "bulk"}}})
+    )
+    (tmp_path / "servers.yaml").write_text(yaml.safe_dump({"servers": {base: {}}}))
+    env = {
+        "RLS_PANELS_FILE": str(tmp_path / "panels.yaml"),
+        "RLS_FHIR_SERVERS_FILE": str(tmp_path / "servers.yaml"),
+        "RLS_REPORTS_DIR": str(tmp_path / "reports"),
+        "RLS_TASK_TIME_LIMIT_SECONDS": "5",
+        "RLS_PANEL_EXPORT_TIMEOUT_SECONDS": "60",
+        "RLS_PANEL_LEASE_SECONDS": "4",
+    }
+    rds = start_redis(tmp_path / "redis")
+    worker = start_worker(tmp_path / "w", rds.url, env=env, queues="batch")
+    try:
+        cli_env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_") and k != "REDIS_URL"}
+        cli_env.update(env, REDIS_URL=rds.url)
+        cmd = [str(REPO / ".venv/bin/rls-cds"), "panel", "run", "slow", "--wait", "--timeout", "60"]
+        out = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=120)
+        report = RunState(rds.client(), out.stdout.split()[1]).report()
+        assert report is not None, out.stderr[-2000:]
+        assert report["status"] == "succeeded", report["run_errors"]
+        assert report["counts"]["patients_assessed"] == report["counts"]["patients_expected"] == 2
+    finally:
+        worker.stop()
+        rds.stop()

@@ -36,6 +36,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urlsplit(self.path)
+        if url.path.endswith("/Group/versioned"):
+            refs = [
+                "Patient/g1/_history/2",
+                "https://ehr.example/fhir/Patient/g2",
+                "Patient/g1",
+                "Practitioner/d1",
+            ]
+            return self._json(
+                {"resourceType": "Group", "member": [{"entity": {"reference": r}} for r in refs]}
+            )
         if "/Patient/" in url.path:
             return self._json({"resourceType": "Patient", "id": url.path.rsplit("/", 1)[1]})
         if parse_qs(url.query).get("patient") == ["odd-b"] and url.path.endswith("/Observation"):
@@ -79,3 +89,13 @@ def test_a_search_answered_with_a_json_array_is_a_patient_error_not_an_endless_t
     finally:
         worker.stop()
         rds.stop()
+
+
+def test_group_members_are_read_as_the_core_reads_references(odd_server):
+    # 'Patient/g1/_history/2' was member "2": g1 counted as outside the panel, "2" reported missing.
+    import requests
+
+    from rls_cds.panels.search import group_members
+
+    with requests.Session() as session:
+        assert group_members(session, odd_server, "versioned", 5.0) == ["g1", "g2"]

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 
+from rls_cds.core.facts import patient_of_reference
 from rls_cds.panels.work import add_error, evaluate_patient, new_result
 
 QUERIES = (
@@ -91,8 +92,10 @@ def group_members(session: requests.Session, base: str, group_id: str, timeout: 
     ids = []
     for m in group.get("member") or []:
         ref = ((m or {}).get("entity") or {}).get("reference") or ""
-        if ref.startswith("Patient/") or "/Patient/" in ref:
-            ids.append(ref.rsplit("/", 1)[-1])
+        # As the core reads subjects: 'Patient/p1/_history/2' and '<base>/Patient/p1' are both p1.
+        patient = patient_of_reference(ref) if isinstance(ref, str) else None
+        if patient:
+            ids.append(patient.removeprefix("Patient/"))
     return list(dict.fromkeys(ids))
 
 

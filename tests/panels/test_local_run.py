@@ -242,6 +242,27 @@ def test_local_worker_death_fails_the_run_instead_of_hanging(
     assert RunState(client, rid).meta()["status"] == "failed"
 
 
+def _interrupted(_args):
+    raise KeyboardInterrupt  # Ctrl-C in the terminal running `panel run --ndjson`
+
+
+def test_an_interrupted_local_run_is_marked_failed_not_left_active(
+    export, tmp_path, panel_redis, terminology, monkeypatch
+):
+    import redis
+
+    from rls_cds.panels.state import active_runs
+
+    monkeypatch.setattr(local, "_map_job", _interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        local.run_ndjson([str(export)], 1, _settings(tmp_path), panel_redis.url, terminology, "stops")
+    client = redis.Redis.from_url(panel_redis.url)
+    rid = client.lrange("rls:panel:p:stops:runs", 0, 0)[0].decode()
+    meta = RunState(client, rid).meta()
+    assert meta["status"] == "failed" and "KeyboardInterrupt" in meta["run_errors"][0]
+    assert rid not in active_runs(client)
+
+
 def test_assessments_stored_in_the_shared_store_when_a_tenant_is_given(
     export, tmp_path, panel_redis, terminology
 ):

@@ -6,6 +6,7 @@ inherit the loaded terminology (copy-on-write, frozen out of the GC) instead of 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import time
 from collections.abc import Callable
@@ -78,6 +79,21 @@ def run_ndjson(
     _CTX.evaluator(state.meta()["now"], fingerprints=_CTX_ON_PATIENT is not None)
     tune_gc()
     tune_malloc()
+    try:
+        _map_and_reduce(state, workers, progress)
+    except BrokenProcessPool:
+        state.finish("failed", run_errors=["a worker process died (out of memory?); run it again"])
+        raise RuntimeError("a worker process died; the run was marked failed") from None
+    except BaseException as exc:
+        # Ctrl-C or a bug: the run must not stay "active" for ever in `panel status`.
+        with contextlib.suppress(redis.RedisError):
+            state.finish("failed", run_errors=[f"the run stopped ({type(exc).__name__}); run it again"])
+        raise
+    state.set_meta(status="finalizing")
+    return finalize(state, Path(settings.reports_dir))
+
+
+def _map_and_reduce(state: RunState, workers: int, progress) -> None:
     totals = {"resources": 0, "patients": 0, "started": time.perf_counter()}
     map_items = [(state.run_id, c) for c in state.ids("map")]
     reduce_items = [(state.run_id, u) for u in state.ids("reduce")]
@@ -85,20 +101,15 @@ def run_ndjson(
         _drive("map", map(_map_job, map_items), len(map_items), totals, progress)
         state.set_meta(status="reducing")
         _drive("reduce", map(_reduce_job, reduce_items), len(reduce_items), totals, progress)
-    else:
-        # A pool that notices a dead worker (BrokenProcessPool) instead of waiting for it forever.
-        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_child_init)
-        try:
-            _drive("map", _unordered(pool, _map_job, map_items), len(map_items), totals, progress)
-            state.set_meta(status="reducing")
-            _drive("reduce", _unordered(pool, _reduce_job, reduce_items), len(reduce_items), totals, progress)
-        except BrokenProcessPool:
-            state.finish("failed", run_errors=["a worker process died (out of memory?); run it again"])
-            raise RuntimeError("a worker process died; the run was marked failed") from None
-        finally:
-            pool.shutdown(cancel_futures=True)
-    state.set_meta(status="finalizing")
-    return finalize(state, Path(settings.reports_dir))
+        return
+    # A pool that notices a dead worker (BrokenProcessPool) instead of waiting for it forever.
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_child_init)
+    try:
+        _drive("map", _unordered(pool, _map_job, map_items), len(map_items), totals, progress)
+        state.set_meta(status="reducing")
+        _drive("reduce", _unordered(pool, _reduce_job, reduce_items), len(reduce_items), totals, progress)
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _unordered(pool: ProcessPoolExecutor, fn, items: list):

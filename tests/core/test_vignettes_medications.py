@@ -203,6 +203,16 @@ def test_ndc_only_tylenol_pm_matched_by_brand_text(run):
     assert "as a sleep aid (the PM products), none" in f.action
 
 
+def test_hydroxyzine_for_anxiety_is_not_offered_an_allergy_pill(run):
+    # Hydroxyzine is mostly an anxiolytic (ATC N05BB01): loratadine replaces it for itch only.
+    f = finding(
+        run(rls_patient(F.med_request("995218", "hydroxyzine hydrochloride 10 MG Oral Tablet"))),
+        "drug_induced",
+    )
+    assert "for itch or allergy" in f.data["alternative"] and "as an anxiolytic" in f.data["alternative"]
+    assert f.summary.endswith("consider a non-sedating antihistamine for itch or allergy")
+
+
 @pytest.mark.parametrize(
     "order",
     [

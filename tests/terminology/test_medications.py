@@ -241,7 +241,7 @@ def test_vsac_product_codes(terminology):
         ("995624", None),  # meclizine (vertigo): alternative 'none' overrides the class's antihistamines
         ("198602", None),  # dimenhydrinate (motion sickness)
         ("966787", None),  # doxepin 3 mg (hypnotic): not bupropion
-        ("995218", "a non-sedating antihistamine (loratadine, fexofenadine or cetirizine)"),  # the class's
+        ("1363309", "a non-sedating antihistamine (loratadine, fexofenadine or cetirizine)"),  # the class's
     ],
 )
 def test_an_ingredient_can_name_no_substitute_where_its_class_does(terminology, code, alternative):

@@ -132,6 +132,18 @@ def test_pregnant_patient_drafting_an_antidepressant_gets_no_swap_and_no_removal
     assert "obstetric team" in card["detail"]
 
 
+def test_pregnant_patient_drafting_metoclopramide_gets_no_ondansetron_swap(run):
+    # Nausea and vomiting of pregnancy: the antiemetic is the obstetric team's choice (ondansetron, the usual
+    # alternative, is itself weighed against first-trimester data).
+    z3a = F.condition(F.ICD10, "Z3A.10", "10 weeks gestation of pregnancy", onset_days=3)
+    metoclopramide = F.draft("311668", "metoclopramide 5 MG Oral Tablet", rid="d1")
+    card = _drug_card(run.cards(rls_patient(z3a), hook="order-sign", drafts=[metoclopramide]))
+    assert "ondansetron" not in card["summary"] and "suggestions" not in card
+    assert "change of antiemetic with the obstetric team" in card["detail"]
+    plain = _drug_card(run.cards(rls_patient(), hook="order-sign", drafts=[metoclopramide]))
+    assert "consider ondansetron" in plain["summary"] and plain["suggestions"]
+
+
 def test_a_draft_changing_an_active_order_with_the_same_id_offers_no_removal(run):
     active = F.med_request(*SERTRALINE_SCD, rid="ord-1")
     change = F.draft(*SERTRALINE_SCD, rid="ord-1")  # the EHR's draft of the same order, being changed

@@ -35,6 +35,14 @@ def _aggravators(m: MedFact) -> list[Any]:
 
 
 ANTIDEPRESSANT_CLASSES = frozenset({"ssri", "snri", "tca", "mirtazapine"})
+# In pregnancy a switch of these is the obstetric team's decision, so no swap is named: antidepressants
+# (stopping or switching carries its own risks) and the dopamine-blocking antiemetics used for nausea and
+# vomiting of pregnancy (metoclopramide, promethazine), whose usual alternative (ondansetron) is itself
+# weighed against first-trimester data.
+_SWITCH_IN_PREGNANCY = {
+    **dict.fromkeys(ANTIDEPRESSANT_CLASSES, "antidepressant"),
+    "antiemetic_d2": "antiemetic",
+}
 
 
 # Antidepressants also used for neuropathic pain: with neuropathy coded, an antidepressant swap would
@@ -127,10 +135,10 @@ def drug_induced(ctx: Context) -> list[Finding]:
         classes = sorted({i.drug_class for i in ingredients})
         alternative = _alternative(ctx, ingredients, classes)
         in_pregnancy = False
-        if ANTIDEPRESSANT_CLASSES & set(classes):
+        switch_kinds = sorted({_SWITCH_IN_PREGNANCY[c] for c in classes if c in _SWITCH_IN_PREGNANCY})
+        if switch_kinds:
             pregnant = pregnancy_state(ctx)[0] if pregnant is None else pregnant
-            # Switching antidepressants in pregnancy is an obstetric decision: name no swap, offer no
-            # one-click removal; the card says why.
+            # Name no swap, offer no one-click removal; the card says why.
             in_pregnancy, alternative = pregnant, None if pregnant else alternative
         # The neuropathy wording names two options (a gabapentinoid, or bupropion): it is already
         # withdrawn when a gabapentinoid is in effect, and bupropion alone does not void it.
@@ -204,8 +212,8 @@ def drug_induced(ctx: Context) -> list[Finding]:
             )
         if in_pregnancy:
             reasoning += (
-                " The patient is pregnant: weigh any change of antidepressant with the obstetric team "
-                "(stopping or switching carries its own risks)."
+                f" The patient is pregnant: weigh any change of {' or '.join(switch_kinds)} with the "
+                "obstetric team (stopping or switching carries its own risks)."
             )
         if certainty == "text":
             reasoning += (

@@ -60,6 +60,10 @@ def _drug_card(cards):
     return next(c for c in cards if c["source"]["topic"]["code"] == "drug_induced")
 
 
+def _is_drug(card) -> bool:
+    return card["source"]["topic"]["code"] == "drug_induced"
+
+
 def test_draft_renewing_an_active_drug_offers_no_delete_and_says_do_not_stop_abruptly(run):
     active = F.med_request(*SERTRALINE_SCD)
     renewal = F.draft(*SERTRALINE_SCD, rid="draft-renew")
@@ -142,6 +146,22 @@ def test_pregnant_patient_drafting_metoclopramide_gets_no_ondansetron_swap(run):
     assert "change of antiemetic with the obstetric team" in card["detail"]
     plain = _drug_card(run.cards(rls_patient(), hook="order-sign", drafts=[metoclopramide]))
     assert "consider ondansetron" in plain["summary"] and plain["suggestions"]
+
+
+def test_a_titration_drafted_as_two_orders_is_one_card_removing_both(run):
+    week1 = F.draft("312940", "sertraline 25 MG Oral Tablet", rid="d1")
+    then = F.draft(*SERTRALINE_SCD, rid="d2")
+    cards = [c for c in run.cards(rls_patient(), hook="order-sign", drafts=[week1, then]) if _is_drug(c)]
+    assert len(cards) == 1 and cards[0]["summary"].startswith("Sertraline orders (2) may aggravate RLS")
+    [action] = cards[0]["suggestions"][0]["actions"]
+    assert action["resourceId"] == ["MedicationRequest/d1", "MedicationRequest/d2"]
+    assert cards[0]["suggestions"][0]["label"].startswith("Remove the sertraline orders")
+    # Two different drugs stay two cards, each with its own removal.
+    hydroxyzine = F.draft("995218", "hydroxyzine hydrochloride 10 MG Oral Tablet", rid="d3")
+    cards = [
+        c for c in run.cards(rls_patient(), hook="order-sign", drafts=[then, hydroxyzine]) if _is_drug(c)
+    ]
+    assert len(cards) == 2
 
 
 def test_a_draft_changing_an_active_order_with_the_same_id_offers_no_removal(run):

@@ -179,13 +179,14 @@ def _delete_draft_suggestion(f: Finding) -> list[dict]:
     ):
         return []
     drug = " + ".join(f.data.get("ingredients") or ["this drug"])
-    label = f"Remove the {drug} order (consider {alternative.split(' (')[0]})"
+    noun = "order" if len(orders) == 1 else "orders"
+    label = f"Remove the {drug} {noun} (consider {alternative.split(' (')[0]})"
     return [
         {
             "label": label,
             "uuid": _uuid(["suggestion", f.cause, orders, label]),
             "actions": [
-                {"type": "delete", "description": f"Remove the draft {drug} order", "resourceId": orders}
+                {"type": "delete", "description": f"Remove the draft {drug} {noun}", "resourceId": orders}
             ],
         }
     ]

@@ -120,9 +120,9 @@ def drug_induced(ctx: Context) -> list[Finding]:
         agg = _aggravators(m)
         if not agg:
             continue
-        # Drafts are judged one by one (each gets its own delete action); active orders of the same
-        # drug(s) are one finding.
-        key = ("draft", m.ref) if m.draft else ("active", tuple(sorted(ing_key(i) for i in agg)))
+        # Orders of the same drug(s) are one finding: active ones, and drafts (a titration drafted as
+        # two orders is one card whose delete action names both).
+        key = ("draft" if m.draft else "active", tuple(sorted(ing_key(i) for i in agg)))
         groups.setdefault(key, []).append(m)
     out = []
     for (kind, _), meds in sorted(groups.items(), key=lambda kv: (kv[0][0] != "draft", str(kv[0][1]))):
@@ -165,7 +165,8 @@ def drug_induced(ctx: Context) -> list[Finding]:
         drug = " + ".join(names)
         certainty = min((m.certainty for m in meds), key=lambda c: ("code", "ingredient", "text").index(c))
         if kind == "draft":
-            summary = f"{cap(drug)} order may aggravate RLS" + (
+            noun = "order" if len(meds) == 1 else f"orders ({len(meds)})"
+            summary = f"{cap(drug)} {noun} may aggravate RLS" + (
                 f"; consider {alt_short}" if alt_short else already
             )
         else:

@@ -18,12 +18,9 @@ def test_product_scd_maps_to_ingredient(terminology):
     assert c.tty == "SCD"
     assert roles(c) == {("sertraline", "aggravator", "ssri")}
     [ing] = c.ingredients
-    assert (ing.rxcui, ing.indicator, ing.alternative, ing.cause) == (
-        "36437",
-        "warning",
-        "bupropion",
-        "drug_induced",
-    )
+    assert (ing.rxcui, ing.indicator, ing.cause) == ("36437", "warning", "drug_induced")
+    # The substitute comes with its label contraindications: the card must not offer it blindly.
+    assert ing.alternative.startswith("bupropion (not with a seizure disorder")
 
 
 @pytest.mark.parametrize(

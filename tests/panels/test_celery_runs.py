@@ -270,8 +270,11 @@ def test_detected_issue_write_back_is_idempotent(world):
         e["resource"] for e in found.get("entry", []) if e["resource"]["resourceType"] == "DetectedIssue"
     ]
     by_patient: dict[str, list[str]] = {}
+    from rls_cds.core.cards import CAUSE_SYSTEM
+
     for issue in issues:
         assert issue["status"] == "preliminary"
+        assert issue["code"]["coding"][0]["system"] == CAUSE_SYSTEM  # the same Coding as the cards' topic
         by_patient.setdefault(issue["patient"]["reference"], []).append(issue["code"]["coding"][0]["code"])
     expected = {
         f"Patient/{row['patient']}": sorted(f["cause"] for f in row["findings"]) for row in report["worklist"]

@@ -11,7 +11,8 @@ from typing import Any
 
 import requests
 
-CAUSE_SYSTEM = "https://rls-cds.example.org/fhir/CodeSystem/rls-cause"
+# The cards' cause code system: a DetectedIssue and a card about the same cause carry the same Coding.
+from rls_cds.core.cards import CAUSE_SYSTEM
 
 
 def issue_id(panel: str, patient_id: str, finding: dict) -> str:

@@ -603,3 +603,44 @@ def test_renewing_an_order_that_just_completed_offers_no_one_click_removal(run):
     old = F.med_request(*SERTRALINE_SCD, status="completed", authored_days=400, end_days=300)
     card = _drug_card(run.cards(rls_patient(old), hook="order-sign", drafts=[renewal]))
     assert card["suggestions"][0]["actions"][0]["type"] == "delete"
+
+
+# --- augmentation: dopaminergic RLS treatment (rls-clinical.md §2.5, §3) -------------------------
+
+PRAMIPEXOLE_SCD = ("859033", "pramipexole dihydrochloride 0.125 MG Oral Tablet")
+
+
+def _augmentation(cards):
+    return [c for c in cards if c["source"]["topic"]["code"] == "augmentation"]
+
+
+def test_a_dopamine_agonist_drafted_for_rls_is_information_about_augmentation(run):
+    cards = run.cards(rls_patient(), hook="order-sign", drafts=[F.draft(*PRAMIPEXOLE_SCD, rid="d1")])
+    [card] = _augmentation(cards)
+    assert card["indicator"] == "info" and "suggestions" not in card
+    assert (
+        card["summary"] == "Pramipexole order for RLS: AASM 2024 suggests against standard use (augmentation)"
+    )
+    assert "Prefer a gabapentinoid" in card["detail"] and "MedicationRequest/d1" in card["detail"]
+    assert "drug_induced" not in card_causes(cards)  # a treatment, never an aggravator
+    # The draft is what the order hooks are about; patient-view does not show it.
+    assert not _augmentation(run.cards(rls_patient(), drafts=[F.draft(*PRAMIPEXOLE_SCD, rid="d1")]))
+
+
+def test_a_current_dopaminergic_order_is_a_watch_for_augmentation_note_on_patient_view(run):
+    levodopa = F.med_request("197444", "carbidopa 25 MG / levodopa 100 MG Oral Tablet")
+    [card] = _augmentation(run.cards(rls_patient(levodopa)))
+    assert card["indicator"] == "info"
+    assert card["summary"].startswith("Carbidopa + levodopa: watch for augmentation of RLS")
+    assert "rather than raising the dose" in card["detail"]
+    # Not repeated at order-sign for an order that is not being decided.
+    assert not _augmentation(run.cards(rls_patient(levodopa), hook="order-sign"))
+
+
+def test_no_augmentation_note_when_parkinsons_disease_is_coded(run):
+    pd = F.condition(
+        F.ICD10, "G20.A1", "Parkinson's disease without dyskinesia, without mention of fluctuations"
+    )
+    ropinirole = F.med_request(*PRAMIPEXOLE_SCD)
+    assert "augmentation" not in causes(run(rls_patient(pd, ropinirole)))
+    assert "augmentation" in causes(run(rls_patient(ropinirole)))

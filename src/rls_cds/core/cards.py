@@ -229,10 +229,15 @@ def _card(f: Finding, assessment: Any) -> dict:
     return card
 
 
+# Findings about the drugs themselves: a draft's is shown while it is being ordered, a current order's on
+# patient-view.
+_ABOUT_ORDERS = frozenset({"drug_induced", "augmentation"})
+
+
 def _shown(f: Finding, hook: str) -> bool:
     if hook == "patient-view":
-        return not (f.cause == "drug_induced" and f.data.get("draft"))
-    if f.cause == "drug_induced":
+        return not (f.cause in _ABOUT_ORDERS and f.data.get("draft"))
+    if f.cause in _ABOUT_ORDERS:
         return bool(f.data.get("draft"))
     if f.cause == "kidney_disease":  # the renal-dose check is about a gabapentinoid being ordered now
         return f.actionable and bool(f.data.get("gabapentinoid_draft"))

@@ -29,7 +29,7 @@ from rls_cds.core.causes.diagnoses import (
 from rls_cds.core.causes.iron import iron_deficiency, iron_studies_missing
 from rls_cds.core.causes.kidney import kidney_disease
 from rls_cds.core.causes.lifestyle import lifestyle
-from rls_cds.core.causes.medications import drug_induced, drug_withdrawal
+from rls_cds.core.causes.medications import augmentation, drug_induced, drug_withdrawal
 from rls_cds.core.causes.metabolic import b12_deficiency, diabetes, hypoglycemia, magnesium_deficiency
 from rls_cds.core.causes.pregnancy import pregnancy
 from rls_cds.core.findings import (  # re-exported: engine, cards and other parts import them from here
@@ -91,6 +91,7 @@ RULES: dict[str, Callable[[Context], list[Finding]]] = {
     "pregnancy": pregnancy,
     "drug_induced": drug_induced,
     "drug_withdrawal": drug_withdrawal,
+    "augmentation": augmentation,
     "magnesium_deficiency": magnesium_deficiency,
     "b12_deficiency": b12_deficiency,
     "hypoglycemia": hypoglycemia,

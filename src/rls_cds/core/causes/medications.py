@@ -330,6 +330,52 @@ def rejected_drafts(ctx: Context) -> list[Finding]:
     return out
 
 
+# Drug classes of terminology/drug_classes.csv whose long-term use brings augmentation.
+_DOPAMINERGIC = ("dopamine_agonist", "levodopa")
+
+
+def augmentation(ctx: Context) -> list[Finding]:
+    """Dopamine agonists and levodopa treat RLS but worsen it over time (augmentation); AASM 2024 suggests
+    against their standard use (rls-clinical.md §3). Information only, and not with Parkinson's disease
+    coded: the drug then treats the Parkinson's (§2.5). Drafts and current orders are separate findings:
+    the prescribing hooks show the first, patient-view the second."""
+    if any(not c.tentative for c in ctx.facts.by_cause("parkinsons")):
+        return []
+    orders = [m for m in ctx.orders_of_class(*_DOPAMINERGIC) if not m.route_excluded]
+    out = []
+    for draft in (True, False):
+        group = [m for m in orders if m.draft == draft]
+        if not group:
+            continue
+        names = sorted({i.name for m in group for i in m.ingredients if i.drug_class in _DOPAMINERGIC})
+        drug = " + ".join(names)
+        summary = (
+            f"{cap(drug)} order for RLS: AASM 2024 suggests against standard use (augmentation)"
+            if draft
+            else None
+        )
+        action = (
+            "Prefer a gabapentinoid (gabapentin, pregabalin or gabapentin enacarbil; adjust to kidney "
+            "function) unless there is a reason for a dopaminergic drug."
+            if draft
+            else None
+        )
+        out.append(
+            make(
+                ctx,
+                "augmentation",
+                summary=summary,
+                action=action,
+                fields={"drug": cap(drug)},
+                reasoning=f"{cap(drug)} is a dopaminergic RLS treatment; augmentation is its main long-term "
+                "risk, which is why AASM 2024 now prefers gabapentinoids.",
+                evidence=[med_evidence(m, names) for m in group],
+                data={"draft": draft, "orders": [m.ref for m in group], "ingredients": names},
+            )
+        )
+    return out
+
+
 def stop_date(m: MedFact, latest: datetime) -> tuple[datetime | None, bool]:
     """(date, exact) of a stopped or completed order's stop. Its end is the stop once it has passed
     (``latest``: now plus a day of clock skew). With no end, or a planned end still ahead (stopped early),

@@ -124,6 +124,43 @@ def test_wrong_or_missing_secret_is_401(stack):
     assert _notify(server, None, secret=OTHER_SECRET).status_code == 200  # any one configured secret
 
 
+def test_malformed_notification_bodies_are_400_not_500(stack, fhir_server):
+    """JSON objects of the wrong shape are the sender's mistake: a clear 400, never a 500."""
+    server, _ = stack
+    history = {"resourceType": "Bundle", "type": "history"}
+    event = {"name": "type", "valueCode": "event-notification"}
+    status = {"resourceType": "SubscriptionStatus", "type": "event-notification", "subscription": "S/1"}
+    bodies = [
+        {**history, "entry": 5},
+        {"resourceType": "Bundle", "entry": 5},
+        {**history, "entry": {"resource": {}}},
+        {**history, "entry": [{"resource": {**status, "notificationEvent": [{"focus": "Observation/1"}]}}]},
+        {**history, "entry": [{"resource": {"resourceType": "Parameters", "parameter": 5}}]},
+        {
+            **history,
+            "entry": [
+                {"resource": {"resourceType": "Parameters", "parameter": [event]}},
+                {"resource": {"resourceType": "Observation", "id": [1]}},
+            ],
+        },
+        {
+            **history,
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Parameters",
+                        "parameter": [event, {"name": "notification-event", "part": ["focus"]}],
+                    }
+                }
+            ],
+        },
+    ]
+    for body in bodies:
+        resp = _notify(server, body, headers={"X-FHIR-Server": fhir_server.base_url})
+        assert resp.status_code == 400, (body, resp.status_code, resp.text)
+        assert resp.json()["error"] == "invalid_notification"
+
+
 def _backport(base: str, ntype: str, patient_ref: str | None = None, focus: str | None = None) -> dict:
     params = [
         {"name": "subscription", "valueReference": {"reference": f"{base}/Subscription/abc"}},

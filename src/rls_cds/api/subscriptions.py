@@ -213,7 +213,14 @@ async def notify(request: Request, resource_type: str | None = None, resource_id
     if body_bytes.strip():
         check_json_content_type(request)
         body = parse_json_object(body_bytes, rt.settings.max_json_depth)
-    named = _named(body, resource_type, resource_id)
+    try:
+        named = _named(body, resource_type, resource_id)
+    except (AttributeError, TypeError, KeyError, IndexError):
+        # JSON of the wrong shape ('entry' not a list, a string where a Reference belongs, a list as
+        # an id): the sender's mistake. A 500 would hide that and invite endless redelivery.
+        raise ApiError(
+            400, "invalid_notification", "the notification is not an R4 resource, Bundle or backport Bundle"
+        ) from None
     if not named["patients"] and not named["focus"]:
         return JSONResponse({"notification": named["type"], "queued": 0, "coalesced": 0})
     if len(named["patients"]) + len(named["focus"]) > MAX_PATIENTS_PER_NOTIFICATION:

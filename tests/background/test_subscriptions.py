@@ -247,6 +247,25 @@ def test_id_only_focus_is_read_from_the_fhir_server(stack, celery_workers, fhir_
     assert _wait_assessment(server, pid, lambda r: "iron_deficiency" in _causes(r))
 
 
+def test_a_later_change_of_the_same_focus_resource_is_read_again(
+    stack, celery_workers, fhir_server, servers_file
+):
+    """Id-only notifications about one resource coalesce only until the read they queued starts: the
+    same Observation corrected seconds later (inside the coalescing window) is read again, not dropped."""
+    server, broker = stack
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    pid = _new_patient(fhir_server, ferritin=300)
+    note = _backport(fhir_server.base_url, "event-notification", focus=f"Observation/{pid}-ferritin-1")
+    assert _notify(server, note).json()["focus_queued"] == 1
+    first = _wait_assessment(server, pid)
+    assert first and "iron_deficiency" not in _causes(first)
+
+    fhir_server.load_bundle(transaction([data.ferritin(pid, 20)]))  # the same Observation, corrected
+    again = _notify(server, note)
+    assert again.status_code == 200 and again.json()["focus_queued"] == 1, again.json()
+    assert _wait_assessment(server, pid, lambda r: "iron_deficiency" in _causes(r), timeout=30)
+
+
 def test_unlisted_fhir_server_is_refused(stack):
     server, _ = stack
     resp = _notify(server, data.ferritin("p1", 20), headers={"X-FHIR-Server": "http://127.0.0.1:9/fhir"})

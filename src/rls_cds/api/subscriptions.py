@@ -184,7 +184,7 @@ def _fhir_server(request: Request, named: dict, settings) -> str:
 def _queue(rt: Runtime, server: str, tenant: str, named: dict) -> dict[str, int]:
     from rls_cds.background.celery_app import app
     from rls_cds.background.tasks import FHIR_ID
-    from rls_cds.background.triggers import PUBLISH_RETRY, enqueue_reevaluation
+    from rls_cds.background.triggers import PUBLISH_RETRY, enqueue_reevaluation, focus_claim
 
     counts = {"queued": 0, "coalesced": 0, "focus_queued": 0, "ignored": 0}
     store = rt.store
@@ -195,12 +195,19 @@ def _queue(rt: Runtime, server: str, tenant: str, named: dict) -> dict[str, int]
         queued = enqueue_reevaluation(tenant, server, pid, "subscription", store=store)
         counts["queued" if queued.queued else "coalesced"] += 1
     for ref in sorted(named["focus"]):
-        if not store.claim_once(tenant, f"focus|{server}|{ref}", rt.settings.trigger_coalesce_seconds):
+        if not store.claim_once(tenant, focus_claim(server, ref), rt.settings.trigger_coalesce_seconds):
             counts["coalesced"] += 1
             continue
-        app.send_task(
-            _FOCUS_TASK, args=(tenant, server, ref, "subscription"), queue="hooks", retry_policy=PUBLISH_RETRY
-        )
+        try:
+            app.send_task(
+                _FOCUS_TASK,
+                args=(tenant, server, ref, "subscription"),
+                queue="hooks",
+                retry_policy=PUBLISH_RETRY,
+            )
+        except Exception:
+            store.release_once(tenant, focus_claim(server, ref))  # the redelivery must queue it
+            raise
         counts["focus_queued"] += 1
     return counts
 

@@ -267,6 +267,11 @@ class Store:
         key = f"{self.key(tenant, 'seen')}:{digest}"
         return bool(self.redis.set(key, b"1", nx=True, ex=max(1, int(window_seconds))))
 
+    def release_once(self, tenant: str, name: str) -> None:
+        """Forget a ``claim_once`` (its work started or could not be queued): the next one counts."""
+        digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+        self.redis.delete(f"{self.key(tenant, 'seen')}:{digest}")
+
     # --- dead letters and task statistics ------------------------------------------------------
     def dead_letter(self, tenant: str, entry: dict[str, Any]) -> None:
         key = self.key(tenant, "deadletter")

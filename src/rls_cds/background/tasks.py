@@ -309,7 +309,7 @@ def reevaluate_focus(
     self, tenant: str, fhir_server: str, reference: str, reason: str = "subscription"
 ) -> dict:
     """An id-only notification named a resource, not its patient: read it, queue its patient."""
-    from rls_cds.background.triggers import enqueue_reevaluation, patient_of, split_reference
+    from rls_cds.background.triggers import enqueue_reevaluation, focus_claim, patient_of, split_reference
 
     settings = get_settings()
     store = _store()
@@ -320,6 +320,8 @@ def reevaluate_focus(
             raise PermanentFailure("invalid_focus_reference")
         _check_args(tenant, fhir_server, "focus", reason)
         _check_server(fhir_server)
+        # From now on a new change of this resource must queue a new read (this one may miss it).
+        store.release_once(tenant, focus_claim(fhir_server, reference))
         deadline = time.monotonic() + settings.background_fhir_timeout_seconds
         url = f"{fhir_server.rstrip('/')}/{rtype}/{rid}"
         try:

@@ -70,6 +70,13 @@ def enqueue_reevaluation(
     return Queued(pkey, True, result.id)
 
 
+def focus_claim(fhir_server: str, reference: str) -> str:
+    """The ``Store.claim_once`` name that coalesces notifications about one focus resource. Like a
+    patient's trigger it is released when the focus task starts reading (or nothing was queued), so a
+    later change of the same resource queues a new read."""
+    return f"focus|{fhir_server}|{reference}"
+
+
 def on_order_sign(tenant: str, fhir_server: str | None, patient_id: str) -> None:
     """Called by the API after an order-sign answer was sent: the patient's orders just changed."""
     if not fhir_server:

@@ -316,6 +316,39 @@ def test_order_sign_and_operator_trigger_reevaluation_and_patient_view_uses_it(
     )
 
 
+def test_patient_view_does_not_answer_from_an_assessment_older_than_a_notified_change(
+    stack, celery_workers, fhir_server, servers_file
+):
+    """A notification says the patient's data changed: until a re-evaluation has read the new data,
+    patient-view evaluates live instead of showing the stored (now outdated) cards."""
+    server, broker = stack
+    worker = celery_workers.start(broker.url, env=worker_env(servers_file))
+    pv = next(s for s in server.get("/cds-services").json()["services"] if s["hook"] == "patient-view")
+    pid = _new_patient(fhir_server)  # RLS, no labs: 'order iron studies'
+    assert server.post("/operator/reevaluate", {"patientId": pid, "fhirServer": fhir_server.base_url}).ok
+    assert _wait_assessment(server, pid, lambda r: "iron_studies_missing" in _causes(r))
+
+    def view() -> list[dict]:
+        body = data.hook_request("patient-view", pid, None, fhir_server.base_url, fhir_server.token)
+        return server.post(f"/cds-services/{pv['id']}", body).json()["cards"]
+
+    assert all("stored assessment" in c["detail"] for c in view())
+    worker.stop()  # the re-evaluation the notification queues waits in the queue
+    fhir_server.load_bundle(transaction([data.ferritin(pid, 20, days_ago=1)]))
+    note = _notify(
+        server, data.ferritin(pid, 20, days_ago=1), headers={"X-FHIR-Server": fhir_server.base_url}
+    )
+    assert note.status_code == 200 and note.json()["queued"] == 1, note.text
+    cards = view()
+    assert not any("stored assessment" in c["detail"] for c in cards), "outdated stored cards were shown"
+    assert "iron_deficiency" in {c["source"]["topic"]["code"] for c in cards}
+
+    celery_workers.start(broker.url, env=worker_env(servers_file))  # the queued run lands: stored again
+    assert _wait_assessment(server, pid, lambda r: "iron_deficiency" in _causes(r))
+    cards = view()
+    assert cards and all("stored assessment" in c["detail"] for c in cards)
+
+
 ST = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
 BP = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 

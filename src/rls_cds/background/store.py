@@ -218,9 +218,14 @@ class Store:
         """patient-view cards of a stored assessment no older than ``max_age_seconds``, built from the
         same FHIR server and terminology tables; each card's detail says so and how old it is.
         None when there is no such assessment (the caller evaluates live)."""
-        record = self.get_assessment(tenant, patient_id)
+        raw, changed = self.redis.mget(
+            self.key(tenant, "asmt", patient_id), self.key(tenant, "changed", patient_id)
+        )
+        record = orjson.loads(raw) if raw else None
         if record is None or not isinstance(record.get("cards"), list):
             return None
+        if changed is not None and float(changed) >= float(record.get("read_at") or 0):
+            return None  # a trigger said the data changed after this assessment read them
         age = self.assessment_age(record)
         if age > max_age_seconds or (table_version and record.get("table_version") != table_version):
             return None
@@ -231,6 +236,11 @@ class Store:
             f"(background re-evaluation at {record.get('computed_at')}), not on a live read of the record.*"
         )
         return [{**card, "detail": (card.get("detail") or "") + note} for card in record["cards"]]
+
+    def mark_changed(self, tenant: str, patient_id: str) -> None:
+        """A trigger says the patient's data changed (or may have): ``fresh_cards`` refuses assessments
+        read before now, until a re-evaluation that read after it lands."""
+        self.redis.set(self.key(tenant, "changed", patient_id), repr(time.time()), ex=self.ttl)
 
     # --- per-patient lock --------------------------------------------------------------------
     @contextmanager

@@ -49,6 +49,8 @@ def enqueue_reevaluation(
     settings = get_settings()
     store = store or _store()
     pkey = patient_key(tenant, patient_id)
+    # First, even when coalesced: hooks must stop answering from the assessment that is now outdated.
+    store.mark_changed(tenant, patient_id)
     if coalesce and not store.claim_trigger(tenant, patient_id, settings.trigger_coalesce_seconds):
         log.info("re-evaluation coalesced", extra={"patient": pkey, "reason": reason})
         return Queued(pkey, False)

@@ -299,6 +299,13 @@ def reevaluate_patient(self, tenant: str, fhir_server: str, patient_id: str, rea
         outcome = "retry"
         log.warning("re-evaluation will be retried", extra={"reason": reason_text, "retries": retries})
         raise self.retry(countdown=_backoff(retries), max_retries=settings.task_max_retries) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. a malformed FHIR answer: a failed task is acked silently
+        outcome = "dead_letter"
+        reason_text = f"unexpected_error: {type(exc).__name__}"  # no message: it may quote patient data
+        _dead_letter(
+            store, tenant, patient_id, self.request.id, reason_text, retries, fhir_server=fhir_server
+        )
+        return {"outcome": outcome, "reason": reason_text}
     finally:
         with contextlib.suppress(redis.RedisError):
             store.record_task("reevaluate_patient", outcome, time.monotonic() - started)
@@ -353,3 +360,7 @@ def reevaluate_focus(
             )
             return {"outcome": "dead_letter", "reason": reason_text}
         raise self.retry(countdown=_backoff(retries), max_retries=settings.task_max_retries) from None
+    except Exception as exc:  # noqa: BLE001 - as in reevaluate_patient: dead-lettered, never lost silently
+        reason_text = f"unexpected_error: {type(exc).__name__}"
+        _dead_letter(store, tenant, None, self.request.id, reason_text, retries, "reevaluate_focus")
+        return {"outcome": "dead_letter", "reason": reason_text}

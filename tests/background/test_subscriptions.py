@@ -349,6 +349,34 @@ def test_patient_view_does_not_answer_from_an_assessment_older_than_a_notified_c
     assert cards and all("stored assessment" in c["detail"] for c in cards)
 
 
+def test_an_assessment_made_by_other_code_is_not_shown_and_is_recomputed(
+    stack, celery_workers, fhir_server, servers_file
+):
+    """Same data and tables but another code version (an assessment stored before an upgrade, still
+    'fresh'): patient-view evaluates live, and a re-run stores new findings instead of 'unchanged'."""
+    import orjson
+
+    from rls_cds.background.store import Store
+
+    server, broker = stack
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    pv = next(s for s in server.get("/cds-services").json()["services"] if s["hook"] == "patient-view")
+    pid = _new_patient(fhir_server)
+    assert server.post("/operator/reevaluate", {"patientId": pid, "fhirServer": fhir_server.base_url}).ok
+    assert _wait_assessment(server, pid)
+    store = Store(broker.client())
+    key = store.key("dev", "asmt", pid)
+    record = orjson.loads(store.redis.get(key))
+    store.redis.set(key, orjson.dumps({**record, "code_version": "0.0.9+previous-release"}))
+
+    body = data.hook_request("patient-view", pid, None, fhir_server.base_url, fhir_server.token)
+    cards = server.post(f"/cds-services/{pv['id']}", body).json()["cards"]
+    assert cards and not any("stored assessment" in c["detail"] for c in cards)
+    assert server.post("/operator/reevaluate", {"patientId": pid, "fhirServer": fhir_server.base_url}).ok
+    again = _wait_assessment(server, pid, lambda r: r["revision"] == 2)
+    assert again and again["code_version"] != "0.0.9+previous-release"
+
+
 ST = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
 BP = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 

@@ -189,6 +189,8 @@ def _stored_cards(
         or all(failures.get(key, "absent") is None for key in service.prefetch)
     ):
         return None
+    from rls_cds.background.store import code_version
+
     try:
         return rt.store.fresh_cards(
             tenant,
@@ -196,6 +198,7 @@ def _stored_cards(
             obj.get("fhirServer"),
             rt.settings.assessment_freshness_seconds,
             getattr(rt.terminology, "version", None),
+            code_version(),
         )
     except Exception as exc:  # noqa: BLE001 - Redis down or a bad record: evaluate live
         rt.metrics.store_errors.labels("assessment").inc()

@@ -27,7 +27,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from rls_cds.api.suppression import patient_key
 from rls_cds.background.celery_app import app
-from rls_cds.background.store import Store
+from rls_cds.background.store import Store, code_version
 from rls_cds.fhir.base_url import base_url_problem
 from rls_cds.fhir.client import FhirFetchError, fetch_search
 from rls_cds.fhir.ids import FHIR_ID
@@ -172,6 +172,7 @@ def evaluate_record(resources: list[dict], fhir_server: str, reason: str, read_a
         "findings": [f if isinstance(f, dict) else msgspec.to_builtins(f) for f in assessment.findings],
         "warnings": list(assessment.warnings),
         "table_version": assessment.table_version,
+        "code_version": code_version(),
         "fingerprint": assessment.fingerprint,
         "read_at": read_at,
         "reason": reason,

@@ -377,6 +377,29 @@ def test_an_assessment_made_by_other_code_is_not_shown_and_is_recomputed(
     assert again and again["code_version"] != "0.0.9+previous-release"
 
 
+def test_patient_view_with_partial_prefetch_uses_what_the_ehr_sent_not_the_stored_assessment(
+    stack, celery_workers, fhir_server, servers_file
+):
+    """The EHR prefetched the current medications (sertraline stopped) but not the rest: the stored
+    assessment (sertraline active) must not answer over the data the EHR just sent."""
+    server, broker = stack
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    pv = next(s for s in server.get("/cds-services").json()["services"] if s["hook"] == "patient-view")
+    pid = f"sub-{uuid.uuid4().hex[:10]}"
+    fhir_server.load_bundle(transaction(data.patient_record(pid, 30, active_sertraline=True)))
+    assert server.post("/operator/reevaluate", {"patientId": pid, "fhirServer": fhir_server.base_url}).ok
+    assert _wait_assessment(server, pid, lambda r: "drug_induced" in _causes(r))
+
+    meds = next(k for k, t in pv["prefetch"].items() if t.startswith("MedicationRequest"))
+    stopped = data.sertraline_order(pid, status="stopped")
+    body = data.hook_request(
+        "patient-view", pid, {meds: data.searchset([stopped])}, fhir_server.base_url, fhir_server.token
+    )
+    cards = server.post(f"/cds-services/{pv['id']}", body).json()["cards"]
+    assert cards and not any("stored assessment" in c["detail"] for c in cards)
+    assert "drug_induced" not in {c["source"]["topic"]["code"] for c in cards}
+
+
 ST = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"
 BP = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 

@@ -181,12 +181,13 @@ def _stored_cards(
     rt: Runtime, service: Service, obj: dict, context: dict, tenant: str, failures: dict[str, str | None]
 ) -> list[dict] | None:
     """patient-view with prefetch missing: a fresh stored assessment (background re-evaluation) answers
-    without FHIR round trips. Any store trouble means None: the live path answers."""
+    without FHIR round trips. Any store trouble means None: the live path answers. So does any usable
+    prefetch key: what the EHR just sent is newer than any stored assessment and must be read."""
     if (
         service.hook != "patient-view"
         or rt.store is None
         or rt.settings.assessment_freshness_seconds <= 0
-        or all(failures.get(key, "absent") is None for key in service.prefetch)
+        or any(failures.get(key, "absent") is None for key in service.prefetch)
     ):
         return None
     from rls_cds.background.store import code_version

@@ -124,6 +124,43 @@ def test_wrong_or_missing_secret_is_401(stack):
     assert _notify(server, None, secret=OTHER_SECRET).status_code == 200  # any one configured secret
 
 
+def test_malformed_notification_bodies_are_400_not_500(stack, fhir_server):
+    """JSON objects of the wrong shape are the sender's mistake: a clear 400, never a 500."""
+    server, _ = stack
+    history = {"resourceType": "Bundle", "type": "history"}
+    event = {"name": "type", "valueCode": "event-notification"}
+    status = {"resourceType": "SubscriptionStatus", "type": "event-notification", "subscription": "S/1"}
+    bodies = [
+        {**history, "entry": 5},
+        {"resourceType": "Bundle", "entry": 5},
+        {**history, "entry": {"resource": {}}},
+        {**history, "entry": [{"resource": {**status, "notificationEvent": [{"focus": "Observation/1"}]}}]},
+        {**history, "entry": [{"resource": {"resourceType": "Parameters", "parameter": 5}}]},
+        {
+            **history,
+            "entry": [
+                {"resource": {"resourceType": "Parameters", "parameter": [event]}},
+                {"resource": {"resourceType": "Observation", "id": [1]}},
+            ],
+        },
+        {
+            **history,
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Parameters",
+                        "parameter": [event, {"name": "notification-event", "part": ["focus"]}],
+                    }
+                }
+            ],
+        },
+    ]
+    for body in bodies:
+        resp = _notify(server, body, headers={"X-FHIR-Server": fhir_server.base_url})
+        assert resp.status_code == 400, (body, resp.status_code, resp.text)
+        assert resp.json()["error"] == "invalid_notification"
+
+
 def _backport(base: str, ntype: str, patient_ref: str | None = None, focus: str | None = None) -> dict:
     params = [
         {"name": "subscription", "valueReference": {"reference": f"{base}/Subscription/abc"}},
@@ -210,6 +247,25 @@ def test_id_only_focus_is_read_from_the_fhir_server(stack, celery_workers, fhir_
     assert _wait_assessment(server, pid, lambda r: "iron_deficiency" in _causes(r))
 
 
+def test_a_later_change_of_the_same_focus_resource_is_read_again(
+    stack, celery_workers, fhir_server, servers_file
+):
+    """Id-only notifications about one resource coalesce only until the read they queued starts: the
+    same Observation corrected seconds later (inside the coalescing window) is read again, not dropped."""
+    server, broker = stack
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    pid = _new_patient(fhir_server, ferritin=300)
+    note = _backport(fhir_server.base_url, "event-notification", focus=f"Observation/{pid}-ferritin-1")
+    assert _notify(server, note).json()["focus_queued"] == 1
+    first = _wait_assessment(server, pid)
+    assert first and "iron_deficiency" not in _causes(first)
+
+    fhir_server.load_bundle(transaction([data.ferritin(pid, 20)]))  # the same Observation, corrected
+    again = _notify(server, note)
+    assert again.status_code == 200 and again.json()["focus_queued"] == 1, again.json()
+    assert _wait_assessment(server, pid, lambda r: "iron_deficiency" in _causes(r), timeout=30)
+
+
 def test_unlisted_fhir_server_is_refused(stack):
     server, _ = stack
     resp = _notify(server, data.ferritin("p1", 20), headers={"X-FHIR-Server": "http://127.0.0.1:9/fhir"})
@@ -258,6 +314,90 @@ def test_order_sign_and_operator_trigger_reevaluation_and_patient_view_uses_it(
         ).status_code
         == 400
     )
+
+
+def test_patient_view_does_not_answer_from_an_assessment_older_than_a_notified_change(
+    stack, celery_workers, fhir_server, servers_file
+):
+    """A notification says the patient's data changed: until a re-evaluation has read the new data,
+    patient-view evaluates live instead of showing the stored (now outdated) cards."""
+    server, broker = stack
+    worker = celery_workers.start(broker.url, env=worker_env(servers_file))
+    pv = next(s for s in server.get("/cds-services").json()["services"] if s["hook"] == "patient-view")
+    pid = _new_patient(fhir_server)  # RLS, no labs: 'order iron studies'
+    assert server.post("/operator/reevaluate", {"patientId": pid, "fhirServer": fhir_server.base_url}).ok
+    assert _wait_assessment(server, pid, lambda r: "iron_studies_missing" in _causes(r))
+
+    def view() -> list[dict]:
+        body = data.hook_request("patient-view", pid, None, fhir_server.base_url, fhir_server.token)
+        return server.post(f"/cds-services/{pv['id']}", body).json()["cards"]
+
+    assert all("stored assessment" in c["detail"] for c in view())
+    worker.stop()  # the re-evaluation the notification queues waits in the queue
+    fhir_server.load_bundle(transaction([data.ferritin(pid, 20, days_ago=1)]))
+    note = _notify(
+        server, data.ferritin(pid, 20, days_ago=1), headers={"X-FHIR-Server": fhir_server.base_url}
+    )
+    assert note.status_code == 200 and note.json()["queued"] == 1, note.text
+    cards = view()
+    assert not any("stored assessment" in c["detail"] for c in cards), "outdated stored cards were shown"
+    assert "iron_deficiency" in {c["source"]["topic"]["code"] for c in cards}
+
+    celery_workers.start(broker.url, env=worker_env(servers_file))  # the queued run lands: stored again
+    assert _wait_assessment(server, pid, lambda r: "iron_deficiency" in _causes(r))
+    cards = view()
+    assert cards and all("stored assessment" in c["detail"] for c in cards)
+
+
+def test_an_assessment_made_by_other_code_is_not_shown_and_is_recomputed(
+    stack, celery_workers, fhir_server, servers_file
+):
+    """Same data and tables but another code version (an assessment stored before an upgrade, still
+    'fresh'): patient-view evaluates live, and a re-run stores new findings instead of 'unchanged'."""
+    import orjson
+
+    from rls_cds.background.store import Store
+
+    server, broker = stack
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    pv = next(s for s in server.get("/cds-services").json()["services"] if s["hook"] == "patient-view")
+    pid = _new_patient(fhir_server)
+    assert server.post("/operator/reevaluate", {"patientId": pid, "fhirServer": fhir_server.base_url}).ok
+    assert _wait_assessment(server, pid)
+    store = Store(broker.client())
+    key = store.key("dev", "asmt", pid)
+    record = orjson.loads(store.redis.get(key))
+    store.redis.set(key, orjson.dumps({**record, "code_version": "0.0.9+previous-release"}))
+
+    body = data.hook_request("patient-view", pid, None, fhir_server.base_url, fhir_server.token)
+    cards = server.post(f"/cds-services/{pv['id']}", body).json()["cards"]
+    assert cards and not any("stored assessment" in c["detail"] for c in cards)
+    assert server.post("/operator/reevaluate", {"patientId": pid, "fhirServer": fhir_server.base_url}).ok
+    again = _wait_assessment(server, pid, lambda r: r["revision"] == 2)
+    assert again and again["code_version"] != "0.0.9+previous-release"
+
+
+def test_patient_view_with_partial_prefetch_uses_what_the_ehr_sent_not_the_stored_assessment(
+    stack, celery_workers, fhir_server, servers_file
+):
+    """The EHR prefetched the current medications (sertraline stopped) but not the rest: the stored
+    assessment (sertraline active) must not answer over the data the EHR just sent."""
+    server, broker = stack
+    celery_workers.start(broker.url, env=worker_env(servers_file))
+    pv = next(s for s in server.get("/cds-services").json()["services"] if s["hook"] == "patient-view")
+    pid = f"sub-{uuid.uuid4().hex[:10]}"
+    fhir_server.load_bundle(transaction(data.patient_record(pid, 30, active_sertraline=True)))
+    assert server.post("/operator/reevaluate", {"patientId": pid, "fhirServer": fhir_server.base_url}).ok
+    assert _wait_assessment(server, pid, lambda r: "drug_induced" in _causes(r))
+
+    meds = next(k for k, t in pv["prefetch"].items() if t.startswith("MedicationRequest"))
+    stopped = data.sertraline_order(pid, status="stopped")
+    body = data.hook_request(
+        "patient-view", pid, {meds: data.searchset([stopped])}, fhir_server.base_url, fhir_server.token
+    )
+    cards = server.post(f"/cds-services/{pv['id']}", body).json()["cards"]
+    assert cards and not any("stored assessment" in c["detail"] for c in cards)
+    assert "drug_induced" not in {c["source"]["topic"]["code"] for c in cards}
 
 
 ST = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic"

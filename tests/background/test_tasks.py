@@ -4,10 +4,15 @@ redelivered after SIGKILL, survives a Redis restart."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
+import yaml
 
 from tests.background.conftest import TASK, causes, wait_for, worker_env
 from tests.support.celery_workers import client_app
@@ -149,3 +154,40 @@ def test_redis_restart_worker_reconnects_and_pending_tasks_complete(
         assert len(check.keys(f"rls:t:{tenant}:asmt:*")) == 2
     finally:
         own.stop()
+
+
+@contextmanager
+def _fhir_answering(body: dict):
+    """A loopback 'FHIR server' that answers every GET with ``body``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}/fhir"
+    finally:
+        httpd.shutdown()
+
+
+def test_unexpected_error_in_a_task_is_dead_lettered_not_lost(broker_url, store, celery_workers, tmp_path):
+    """A FHIR server answering a Bundle whose 'entry' is not a list raised TypeError outside every
+    handled failure: the task just failed (acknowledged) and no dead letter said why."""
+    with _fhir_answering({"resourceType": "Bundle", "type": "searchset", "entry": 5}) as base:
+        servers = tmp_path / "fhir-servers.yaml"
+        servers.write_text(yaml.safe_dump({"servers": {base: {}}}))  # tenant 'default', no credentials
+        celery_workers.start(broker_url, env=worker_env(servers))
+        answer = _send(broker_url, "default", base, "p-odd").get(timeout=60, propagate=False)
+    assert answer == {"outcome": "dead_letter", "reason": "unexpected_error: TypeError"}, answer
+    letters = store.dead_letters("default")
+    assert [x["reason"] for x in letters] == ["unexpected_error: TypeError"]

@@ -181,14 +181,17 @@ def _stored_cards(
     rt: Runtime, service: Service, obj: dict, context: dict, tenant: str, failures: dict[str, str | None]
 ) -> list[dict] | None:
     """patient-view with prefetch missing: a fresh stored assessment (background re-evaluation) answers
-    without FHIR round trips. Any store trouble means None: the live path answers."""
+    without FHIR round trips. Any store trouble means None: the live path answers. So does any usable
+    prefetch key: what the EHR just sent is newer than any stored assessment and must be read."""
     if (
         service.hook != "patient-view"
         or rt.store is None
         or rt.settings.assessment_freshness_seconds <= 0
-        or all(failures.get(key, "absent") is None for key in service.prefetch)
+        or any(failures.get(key, "absent") is None for key in service.prefetch)
     ):
         return None
+    from rls_cds.background.store import code_version
+
     try:
         return rt.store.fresh_cards(
             tenant,
@@ -196,6 +199,7 @@ def _stored_cards(
             obj.get("fhirServer"),
             rt.settings.assessment_freshness_seconds,
             getattr(rt.terminology, "version", None),
+            code_version(),
         )
     except Exception as exc:  # noqa: BLE001 - Redis down or a bad record: evaluate live
         rt.metrics.store_errors.labels("assessment").inc()

@@ -184,7 +184,7 @@ def _fhir_server(request: Request, named: dict, settings) -> str:
 def _queue(rt: Runtime, server: str, tenant: str, named: dict) -> dict[str, int]:
     from rls_cds.background.celery_app import app
     from rls_cds.background.tasks import FHIR_ID
-    from rls_cds.background.triggers import PUBLISH_RETRY, enqueue_reevaluation
+    from rls_cds.background.triggers import PUBLISH_RETRY, enqueue_reevaluation, focus_claim
 
     counts = {"queued": 0, "coalesced": 0, "focus_queued": 0, "ignored": 0}
     store = rt.store
@@ -195,12 +195,19 @@ def _queue(rt: Runtime, server: str, tenant: str, named: dict) -> dict[str, int]
         queued = enqueue_reevaluation(tenant, server, pid, "subscription", store=store)
         counts["queued" if queued.queued else "coalesced"] += 1
     for ref in sorted(named["focus"]):
-        if not store.claim_once(tenant, f"focus|{server}|{ref}", rt.settings.trigger_coalesce_seconds):
+        if not store.claim_once(tenant, focus_claim(server, ref), rt.settings.trigger_coalesce_seconds):
             counts["coalesced"] += 1
             continue
-        app.send_task(
-            _FOCUS_TASK, args=(tenant, server, ref, "subscription"), queue="hooks", retry_policy=PUBLISH_RETRY
-        )
+        try:
+            app.send_task(
+                _FOCUS_TASK,
+                args=(tenant, server, ref, "subscription"),
+                queue="hooks",
+                retry_policy=PUBLISH_RETRY,
+            )
+        except Exception:
+            store.release_once(tenant, focus_claim(server, ref))  # the redelivery must queue it
+            raise
         counts["focus_queued"] += 1
     return counts
 
@@ -213,7 +220,14 @@ async def notify(request: Request, resource_type: str | None = None, resource_id
     if body_bytes.strip():
         check_json_content_type(request)
         body = parse_json_object(body_bytes, rt.settings.max_json_depth)
-    named = _named(body, resource_type, resource_id)
+    try:
+        named = _named(body, resource_type, resource_id)
+    except (AttributeError, TypeError, KeyError, IndexError):
+        # JSON of the wrong shape ('entry' not a list, a string where a Reference belongs, a list as
+        # an id): the sender's mistake. A 500 would hide that and invite endless redelivery.
+        raise ApiError(
+            400, "invalid_notification", "the notification is not an R4 resource, Bundle or backport Bundle"
+        ) from None
     if not named["patients"] and not named["focus"]:
         return JSONResponse({"notification": named["type"], "queued": 0, "coalesced": 0})
     if len(named["patients"]) + len(named["focus"]) > MAX_PATIENTS_PER_NOTIFICATION:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,20 @@ def get_redis(settings=None, socket_timeout: float = SOCKET_TIMEOUT, retries: in
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
     )
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The installed rls_cds code: its version plus a digest of its sources. Stored with every
+    assessment, so cards made by other code (before an upgrade, or by a worker not yet upgraded) are
+    never shown by this code; the table version alone misses a changed rule or card text."""
+    import rls_cds
+
+    root = Path(rls_cds.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return f"{rls_cds.__version__}+{h.hexdigest()[:12]}"
 
 
 def tenant_ns(tenant: str) -> str:
@@ -183,6 +198,7 @@ class Store:
             prev is not None
             and prev.get("fingerprint") == record["fingerprint"]
             and prev.get("table_version") == record["table_version"]
+            and prev.get("code_version") == record.get("code_version")  # new code: new findings
         )
         if same:
             return {
@@ -214,15 +230,24 @@ class Store:
         fhir_server: str | None,
         max_age_seconds: float,
         table_version: str | None,
+        code: str | None = None,
     ) -> list[dict] | None:
         """patient-view cards of a stored assessment no older than ``max_age_seconds``, built from the
-        same FHIR server and terminology tables; each card's detail says so and how old it is.
+        same FHIR server, terminology tables and (given ``code``) code version (``code_version()``);
+        each card's detail says so and how old it is.
         None when there is no such assessment (the caller evaluates live)."""
-        record = self.get_assessment(tenant, patient_id)
+        raw, changed = self.redis.mget(
+            self.key(tenant, "asmt", patient_id), self.key(tenant, "changed", patient_id)
+        )
+        record = orjson.loads(raw) if raw else None
         if record is None or not isinstance(record.get("cards"), list):
             return None
+        if changed is not None and float(changed) >= float(record.get("read_at") or 0):
+            return None  # a trigger said the data changed after this assessment read them
         age = self.assessment_age(record)
         if age > max_age_seconds or (table_version and record.get("table_version") != table_version):
+            return None
+        if code and record.get("code_version") != code:
             return None
         if fhir_server and _norm(record.get("fhir_server")) != _norm(fhir_server):
             return None
@@ -231,6 +256,11 @@ class Store:
             f"(background re-evaluation at {record.get('computed_at')}), not on a live read of the record.*"
         )
         return [{**card, "detail": (card.get("detail") or "") + note} for card in record["cards"]]
+
+    def mark_changed(self, tenant: str, patient_id: str) -> None:
+        """A trigger says the patient's data changed (or may have): ``fresh_cards`` refuses assessments
+        read before now, until a re-evaluation that read after it lands."""
+        self.redis.set(self.key(tenant, "changed", patient_id), repr(time.time()), ex=self.ttl)
 
     # --- per-patient lock --------------------------------------------------------------------
     @contextmanager
@@ -266,6 +296,11 @@ class Store:
         digest = hashlib.sha256(name.encode()).hexdigest()[:32]
         key = f"{self.key(tenant, 'seen')}:{digest}"
         return bool(self.redis.set(key, b"1", nx=True, ex=max(1, int(window_seconds))))
+
+    def release_once(self, tenant: str, name: str) -> None:
+        """Forget a ``claim_once`` (its work started or could not be queued): the next one counts."""
+        digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+        self.redis.delete(f"{self.key(tenant, 'seen')}:{digest}")
 
     # --- dead letters and task statistics ------------------------------------------------------
     def dead_letter(self, tenant: str, entry: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from rls_cds.api.suppression import patient_key
 from rls_cds.background.celery_app import app
-from rls_cds.background.store import Store
+from rls_cds.background.store import Store, code_version
 from rls_cds.fhir.base_url import base_url_problem
 from rls_cds.fhir.client import FhirFetchError, fetch_search
 from rls_cds.fhir.ids import FHIR_ID
@@ -172,6 +172,7 @@ def evaluate_record(resources: list[dict], fhir_server: str, reason: str, read_a
         "findings": [f if isinstance(f, dict) else msgspec.to_builtins(f) for f in assessment.findings],
         "warnings": list(assessment.warnings),
         "table_version": assessment.table_version,
+        "code_version": code_version(),
         "fingerprint": assessment.fingerprint,
         "read_at": read_at,
         "reason": reason,
@@ -299,6 +300,13 @@ def reevaluate_patient(self, tenant: str, fhir_server: str, patient_id: str, rea
         outcome = "retry"
         log.warning("re-evaluation will be retried", extra={"reason": reason_text, "retries": retries})
         raise self.retry(countdown=_backoff(retries), max_retries=settings.task_max_retries) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. a malformed FHIR answer: a failed task is acked silently
+        outcome = "dead_letter"
+        reason_text = f"unexpected_error: {type(exc).__name__}"  # no message: it may quote patient data
+        _dead_letter(
+            store, tenant, patient_id, self.request.id, reason_text, retries, fhir_server=fhir_server
+        )
+        return {"outcome": outcome, "reason": reason_text}
     finally:
         with contextlib.suppress(redis.RedisError):
             store.record_task("reevaluate_patient", outcome, time.monotonic() - started)
@@ -309,7 +317,7 @@ def reevaluate_focus(
     self, tenant: str, fhir_server: str, reference: str, reason: str = "subscription"
 ) -> dict:
     """An id-only notification named a resource, not its patient: read it, queue its patient."""
-    from rls_cds.background.triggers import enqueue_reevaluation, patient_of, split_reference
+    from rls_cds.background.triggers import enqueue_reevaluation, focus_claim, patient_of, split_reference
 
     settings = get_settings()
     store = _store()
@@ -320,6 +328,8 @@ def reevaluate_focus(
             raise PermanentFailure("invalid_focus_reference")
         _check_args(tenant, fhir_server, "focus", reason)
         _check_server(fhir_server)
+        # From now on a new change of this resource must queue a new read (this one may miss it).
+        store.release_once(tenant, focus_claim(fhir_server, reference))
         deadline = time.monotonic() + settings.background_fhir_timeout_seconds
         url = f"{fhir_server.rstrip('/')}/{rtype}/{rid}"
         try:
@@ -351,3 +361,7 @@ def reevaluate_focus(
             )
             return {"outcome": "dead_letter", "reason": reason_text}
         raise self.retry(countdown=_backoff(retries), max_retries=settings.task_max_retries) from None
+    except Exception as exc:  # noqa: BLE001 - as in reevaluate_patient: dead-lettered, never lost silently
+        reason_text = f"unexpected_error: {type(exc).__name__}"
+        _dead_letter(store, tenant, None, self.request.id, reason_text, retries, "reevaluate_focus")
+        return {"outcome": "dead_letter", "reason": reason_text}

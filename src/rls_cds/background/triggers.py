@@ -49,6 +49,8 @@ def enqueue_reevaluation(
     settings = get_settings()
     store = store or _store()
     pkey = patient_key(tenant, patient_id)
+    # First, even when coalesced: hooks must stop answering from the assessment that is now outdated.
+    store.mark_changed(tenant, patient_id)
     if coalesce and not store.claim_trigger(tenant, patient_id, settings.trigger_coalesce_seconds):
         log.info("re-evaluation coalesced", extra={"patient": pkey, "reason": reason})
         return Queued(pkey, False)
@@ -68,6 +70,13 @@ def enqueue_reevaluation(
         raise
     log.info("re-evaluation queued", extra={"patient": pkey, "reason": reason, "task_id": result.id})
     return Queued(pkey, True, result.id)
+
+
+def focus_claim(fhir_server: str, reference: str) -> str:
+    """The ``Store.claim_once`` name that coalesces notifications about one focus resource. Like a
+    patient's trigger it is released when the focus task starts reading (or nothing was queued), so a
+    later change of the same resource queues a new read."""
+    return f"focus|{fhir_server}|{reference}"
 
 
 def on_order_sign(tenant: str, fhir_server: str | None, patient_id: str) -> None:

@@ -24,7 +24,9 @@ class AssessmentSink:
 
     def _get_store(self):
         if self._store is None or self._pid != os.getpid():
-            from rls_cds.background.store import Store
+            from rls_cds.background.store import Store, code_version
+
+            self._code_version = code_version()
 
             self._store = Store.from_settings(self.settings)
             self._pid = os.getpid()
@@ -38,6 +40,7 @@ class AssessmentSink:
                 "findings": outcome.findings,
                 "fingerprint": outcome.fingerprint,
                 "table_version": outcome.table_version,
+                "code_version": self._code_version,
                 "read_at": self.read_at,
                 "source": "panel",
                 "run": self.run_id,

@@ -7,10 +7,11 @@ import time
 
 import redis
 
-from rls_cds.panels import orchestrate
+from rls_cds import provenance
 from rls_cds.panels.config import Panel
-from rls_cds.panels.orchestrate import create_panel_run, files_digest, judged_with
+from rls_cds.panels.orchestrate import create_panel_run, judged_with
 from rls_cds.panels.state import RunState
+from rls_cds.provenance import files_digest
 from tests.support.fhir_server import REPO
 
 DAY = 86400
@@ -96,5 +97,5 @@ def test_the_code_digest_covers_code_outside_the_core(tmp_path):
     units.write_text(units.read_text() + "\n# a fix\n")
     assert files_digest(package, (".py",)) != before
     # ... and the digest runs are judged with is that of the whole package, not of rls_cds/core.
-    orchestrate._code_digest.cache_clear()  # computed once per process: the tree may have changed since
-    assert orchestrate._code_digest() == files_digest(REPO / "src" / "rls_cds", (".py",))
+    provenance.code_digest.cache_clear()  # computed once per process: the tree may have changed since
+    assert provenance.code_digest() == files_digest(REPO / "src" / "rls_cds", (".py",))

@@ -190,7 +190,7 @@ def _stored_cards(
         or any(failures.get(key, "absent") is None for key in service.prefetch)
     ):
         return None
-    from rls_cds.background.store import code_version
+    from rls_cds.provenance import code_version
 
     try:
         return rt.store.fresh_cards(

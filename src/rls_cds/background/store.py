@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -73,20 +72,6 @@ def get_redis(settings=None, socket_timeout: float = SOCKET_TIMEOUT, retries: in
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
     )
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """The installed rls_cds code: its version plus a digest of its sources. Stored with every
-    assessment, so cards made by other code (before an upgrade, or by a worker not yet upgraded) are
-    never shown by this code; the table version alone misses a changed rule or card text."""
-    import rls_cds
-
-    root = Path(rls_cds.__file__).parent
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return f"{rls_cds.__version__}+{h.hexdigest()[:12]}"
 
 
 def tenant_ns(tenant: str) -> str:

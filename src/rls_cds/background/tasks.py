@@ -27,10 +27,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from rls_cds.api.suppression import patient_key
 from rls_cds.background.celery_app import app
-from rls_cds.background.store import Store, code_version
+from rls_cds.background.store import Store
 from rls_cds.fhir.base_url import base_url_problem
 from rls_cds.fhir.client import FhirFetchError, fetch_search
 from rls_cds.fhir.ids import FHIR_ID
+from rls_cds.provenance import code_version
 from rls_cds.settings import get_settings
 
 log = logging.getLogger("rls_cds.background")

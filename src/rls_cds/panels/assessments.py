@@ -24,7 +24,8 @@ class AssessmentSink:
 
     def _get_store(self):
         if self._store is None or self._pid != os.getpid():
-            from rls_cds.background.store import Store, code_version
+            from rls_cds.background.store import Store
+            from rls_cds.provenance import code_version
 
             self._code_version = code_version()
 

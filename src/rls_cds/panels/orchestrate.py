@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 
 from rls_cds.fhir import bulk
@@ -25,25 +24,9 @@ from rls_cds.panels.ndjson import Chunk
 from rls_cds.panels.runs import new_run_id, next_actions, stale
 from rls_cds.panels.state import TERMINAL, RunState, runs_of
 from rls_cds.panels.work import partition_of
+from rls_cds.provenance import code_digest, files_digest
 
 log = logging.getLogger("rls_cds.panels")
-
-
-def files_digest(root: Path, suffixes: tuple[str, ...]) -> str:
-    """SHA-256 over the files under ``root`` with these suffixes: relative path and bytes, in path order."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
-@cache
-def _code_digest() -> str:
-    """All of the package's code: what turns data into findings is not the core alone (units and
-    code matching in rls_cds.terminology, thin decoding, the batch's relevance filter...)."""
-    import rls_cds
-
-    return files_digest(Path(rls_cds.__file__).parent, (".py",))
 
 
 def judged_with(terminology_dir: Path | str) -> str:
@@ -51,7 +34,7 @@ def judged_with(terminology_dir: Path | str) -> str:
     terminology tables. Results judged under another digest are never carried over (a table edit or
     a new release re-reads every member at the next run, not up to RLS_PANEL_FULL_RUN_EVERY_DAYS later)."""
     tables = files_digest(Path(terminology_dir), (".csv", ".yaml", ".yml"))
-    return hashlib.sha256(f"{_code_digest()}:{tables}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{code_digest()}:{tables}".encode()).hexdigest()[:16]
 
 
 def create_panel_run(

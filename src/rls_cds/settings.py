@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     # Secret expected in the X-Subscription-Secret header of FHIR Subscription notifications; several
     # comma-separated secrets are accepted (one per Subscription, or old + new while rotating).
     subscription_secret: SecretStr | None = None
+    # Key of the patient digests in Redis keys and logs (HMAC-SHA-256). Without it a digest is a plain
+    # SHA-256 of tenant and id, which anyone reading the logs can recompute for a guessable id (an MRN).
+    # Changing it orphans stored assessments, suppressions and dead letters (they are made again).
+    patient_digest_key: SecretStr | None = None
 
 
 @lru_cache(maxsize=1)

@@ -160,3 +160,27 @@ def test_lock_owner_can_take_over_its_own_lock(store, tenant):
     with store.patient_lock(tenant, "p8", 60, owner="task-1") as again:
         assert again
     assert store.redis.get(store.key(tenant, "lock", "p8")) is None
+
+
+def test_patient_digests_are_keyed_when_a_digest_key_is_set(store, tenant, monkeypatch):
+    import hashlib
+    import hmac
+
+    from rls_cds.settings import get_settings
+
+    plain = hashlib.sha256(f"patient\x1f{tenant}\x1fmrn-000123".encode()).hexdigest()[:32]
+    assert patient_key(tenant, "mrn-000123") == plain  # without a key: recomputable by anyone
+    monkeypatch.setenv("RLS_PATIENT_DIGEST_KEY", "k3y-from-the-vault")
+    get_settings.cache_clear()
+    try:
+        keyed = patient_key(tenant, "mrn-000123")
+        expected = hmac.new(b"k3y-from-the-vault", f"patient\x1f{tenant}\x1fmrn-000123".encode(), "sha256")
+        assert keyed == expected.hexdigest()[:32] != plain
+        # The store's keys follow: what a log line or a Redis key shows cannot be recomputed without it.
+        store.save_assessment(tenant, "mrn-000123", _record([_finding("iron_deficiency")], "fp"))
+        keys = {k.decode() for k in store.redis.scan_iter(f"rls:t:{tenant}:*")}
+        assert any(k.endswith(keyed) for k in keys) and not any(plain in k for k in keys)
+        assert store.get_assessment(tenant, "mrn-000123")["fingerprint"] == "fp"
+    finally:
+        monkeypatch.delenv("RLS_PATIENT_DIGEST_KEY")
+        get_settings.cache_clear()

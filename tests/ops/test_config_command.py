@@ -164,3 +164,12 @@ def test_panel_commands_without_a_panels_file_say_which_setting_is_missing():
     assert listed.returncode == 0 and "RLS_PANELS_FILE" in listed.stderr  # was silent
     run = run_cli("panel", "run", "nightly")
     assert run.returncode == 2 and "unknown panel 'nightly'" in run.stderr and "RLS_PANELS_FILE" in run.stderr
+
+
+def test_check_notes_an_unset_patient_digest_key_outside_development():
+    out = run_cli("config", "check", "--offline", env={"RLS_DEV_MODE": "false"})
+    assert "RLS_PATIENT_DIGEST_KEY is not set" in out.stderr
+    keyed = run_cli("config", "check", "--offline", env={"RLS_PATIENT_DIGEST_KEY": SECRET})
+    assert "RLS_PATIENT_DIGEST_KEY" not in keyed.stderr and SECRET not in keyed.stdout + keyed.stderr
+    shown = json.loads(run_cli("config", "show", "--json", env={"RLS_PATIENT_DIGEST_KEY": SECRET}).stdout)
+    assert shown["patient_digest_key"] == "**********"

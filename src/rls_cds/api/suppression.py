@@ -5,13 +5,15 @@ with its patient and *trigger* (cause + summary, which names the drug or the val
 suppresses that trigger for that patient: a new draft of the same drug (new order id, new uuid) stays
 quiet, while a new lab value (new summary) is shown again.
 
-Patient ids are stored only as salted-by-tenant SHA-256 digests. Redis calls have short timeouts;
-every failure is counted and reported to the caller, who answers without suppression.
+Patient ids are stored only as digests of tenant and id: HMAC-SHA-256 under RLS_PATIENT_DIGEST_KEY when
+it is set (production), plain SHA-256 otherwise (recomputable for a guessable id). Redis calls have short
+timeouts; every failure is counted and reported to the caller, who answers without suppression.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 
@@ -27,7 +29,18 @@ CARD_MEMORY_SECONDS = 7 * 24 * 3600
 
 
 def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+    message = "\x1f".join(parts).encode()
+    key = _digest_key()
+    if key is not None:
+        return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+    return hashlib.sha256(message).hexdigest()[:32]
+
+
+def _digest_key() -> bytes | None:
+    from rls_cds.settings import get_settings
+
+    secret = get_settings().patient_digest_key
+    return secret.get_secret_value().encode() if secret and secret.get_secret_value() else None
 
 
 def patient_key(tenant: str, patient_id: str) -> str:

@@ -217,6 +217,12 @@ def check_config(args) -> int:
         problems += _check_redis(settings)
     if settings.dev_mode:
         print("note: RLS_DEV_MODE is on: no authentication (development only)", file=sys.stderr)
+    elif settings.patient_digest_key is None:
+        print(
+            "note: RLS_PATIENT_DIGEST_KEY is not set: patient digests in Redis keys and logs are unkeyed "
+            "SHA-256 (recomputable for a guessable patient id)",
+            file=sys.stderr,
+        )
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     if problems:

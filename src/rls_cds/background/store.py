@@ -1,7 +1,7 @@
 """The one Redis store: assessments per (tenant, patient), trigger coalescing, locks, dead letters.
 
 Every key is namespaced by tenant (``rls:t:<tenant>:...``) and names a patient only by the same
-salted digest the feedback store uses (``api.suppression.patient_key``), so neither keys nor logs
+digest the feedback store uses (``api.suppression.patient_key``), so neither keys nor logs
 carry patient identifiers. Clients have short socket timeouts: a Redis in trouble costs a caller
 milliseconds, and callers decide what to do without the store (hooks evaluate live).
 

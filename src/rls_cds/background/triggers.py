@@ -25,7 +25,7 @@ PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "i
 
 @dataclass
 class Queued:
-    patient: str  # salted digest, safe to log and return
+    patient: str  # digest (keyed by RLS_PATIENT_DIGEST_KEY), safe to log and return
     queued: bool  # False: coalesced into a run already queued
     task_id: str | None = None
 

@@ -7,7 +7,8 @@ back-off and full jitter; what still fails (or can never succeed: bad arguments,
 a failure inside the core, a task redelivered over and over because it kills workers) ends in the
 tenant's dead-letter list with its reason, never in an endless loop.
 
-Nothing here logs patient ids or resource contents: logs name the patient by its digest (keyed by RLS_PATIENT_DIGEST_KEY when set).
+Nothing here logs patient ids or resource contents: logs name the patient by its digest (keyed by
+RLS_PATIENT_DIGEST_KEY when set).
 """
 
 from __future__ import annotations

@@ -5,19 +5,14 @@ patient goes to the error report and the run ends. A scripted loopback server, a
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import yaml
 
-from rls_cds.panels.state import RunState
-from tests.support.celery_workers import start_worker
-from tests.support.fhir_server import REPO, free_port
-from tests.support.redis_server import start_redis
+from tests.support.fhir_server import free_port
+from tests.support.panel_runs import run_panel_once
 
 pytestmark = pytest.mark.slow
 
@@ -65,30 +60,12 @@ def odd_server():
 def test_a_search_answered_with_a_json_array_is_a_patient_error_not_an_endless_task(tmp_path, odd_server):
     # bundle.get(...) on a list raised AttributeError: the unit failed on every redelivery, for ever.
     panel = {"fhir_server": odd_server, "patients": ["odd-a", "odd-b"], "strategy": "search"}
-    (tmp_path / "panels.yaml").write_text(yaml.safe_dump({"panels": {"odd": panel}}))
-    (tmp_path / "servers.yaml").write_text(yaml.safe_dump({"servers": {odd_server: {}}}))
-    env = {
-        "RLS_PANELS_FILE": str(tmp_path / "panels.yaml"),
-        "RLS_FHIR_SERVERS_FILE": str(tmp_path / "servers.yaml"),
-        "RLS_REPORTS_DIR": str(tmp_path / "reports"),
-        "RLS_PANEL_LEASE_SECONDS": "4",
-    }
-    rds = start_redis(tmp_path / "redis")
-    worker = start_worker(tmp_path / "w", rds.url, env=env, queues="batch")
-    try:
-        cli_env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_") and k != "REDIS_URL"}
-        cli_env.update(env, REDIS_URL=rds.url)
-        cmd = [str(REPO / ".venv/bin/rls-cds"), "panel", "run", "odd", "--wait", "--timeout", "30"]
-        out = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=90)
-        assert "did not finish" not in out.stderr, out.stderr[-2000:]
-        report = RunState(rds.client(), out.stdout.split()[1]).report()
-        assert report["status"] == "completed_with_errors"
-        assert report["counts"]["patients_assessed"] == 1
-        assert [e["patient"] for e in report["errors"]] == ["odd-b"]
-        assert "not a FHIR resource" in report["errors"][0]["reason"]
-    finally:
-        worker.stop()
-        rds.stop()
+    report, out = run_panel_once(tmp_path, "odd", panel)
+    assert "did not finish" not in out.stderr, out.stderr[-2000:]
+    assert report["status"] == "completed_with_errors"
+    assert report["counts"]["patients_assessed"] == 1
+    assert [e["patient"] for e in report["errors"]] == ["odd-b"]
+    assert "not a FHIR resource" in report["errors"][0]["reason"]
 
 
 def test_group_members_are_read_as_the_core_reads_references(odd_server):

@@ -5,20 +5,15 @@ RLS_PANEL_EXPORT_TIMEOUT_SECONDS) instead of being cut off by the worker. A scri
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
-from rls_cds.panels.state import RunState
-from tests.support.celery_workers import start_worker
-from tests.support.fhir_server import REPO, free_port
-from tests.support.redis_server import start_redis
+from tests.support.fhir_server import free_port
+from tests.support.panel_runs import run_panel_once
 
 pytestmark = pytest.mark.slow
 
@@ -83,30 +78,9 @@ def slow_bulk_server():
 def test_export_slower_than_the_task_time_limit_is_waited_for(tmp_path, slow_bulk_server):
     # The planner waits for the export up to RLS_PANEL_EXPORT_TIMEOUT_SECONDS (1 h) but ran under the
     # worker's task time limit (300 s): every export slower than 4 minutes failed the whole run.
-    base = slow_bulk_server
-    (tmp_path / "panels.yaml").write_text(
-        yaml.safe_dump({"panels": {"slow": {"fhir_server": base, "group": "slow", "strategy": "bulk"}}})
-    )
-    (tmp_path / "servers.yaml").write_text(yaml.safe_dump({"servers": {base: {}}}))
-    env = {
-        "RLS_PANELS_FILE": str(tmp_path / "panels.yaml"),
-        "RLS_FHIR_SERVERS_FILE": str(tmp_path / "servers.yaml"),
-        "RLS_REPORTS_DIR": str(tmp_path / "reports"),
-        "RLS_TASK_TIME_LIMIT_SECONDS": "5",
-        "RLS_PANEL_EXPORT_TIMEOUT_SECONDS": "60",
-        "RLS_PANEL_LEASE_SECONDS": "4",
-    }
-    rds = start_redis(tmp_path / "redis")
-    worker = start_worker(tmp_path / "w", rds.url, env=env, queues="batch")
-    try:
-        cli_env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_") and k != "REDIS_URL"}
-        cli_env.update(env, REDIS_URL=rds.url)
-        cmd = [str(REPO / ".venv/bin/rls-cds"), "panel", "run", "slow", "--wait", "--timeout", "60"]
-        out = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=120)
-        report = RunState(rds.client(), out.stdout.split()[1]).report()
-        assert report is not None, out.stderr[-2000:]
-        assert report["status"] == "succeeded", report["run_errors"]
-        assert report["counts"]["patients_assessed"] == report["counts"]["patients_expected"] == 2
-    finally:
-        worker.stop()
-        rds.stop()
+    panel = {"fhir_server": slow_bulk_server, "group": "slow", "strategy": "bulk"}
+    env = {"RLS_TASK_TIME_LIMIT_SECONDS": "5", "RLS_PANEL_EXPORT_TIMEOUT_SECONDS": "60"}
+    report, out = run_panel_once(tmp_path, "slow", panel, env, timeout=60)
+    assert report is not None, out.stderr[-2000:]
+    assert report["status"] == "succeeded", report["run_errors"]
+    assert report["counts"]["patients_assessed"] == report["counts"]["patients_expected"] == 2

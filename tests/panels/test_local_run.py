@@ -88,17 +88,25 @@ def test_two_workers_same_report_and_nothing_new_the_second_time(export, tmp_pat
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
+def _edited_export(export: Path, target: Path, edit) -> Path:
+    """A copy of the export in ``target`` with each file's bytes passed through ``edit(name, data)``."""
+    target.mkdir()
+    for f in export.glob("*.ndjson"):
+        (target / f.name).write_bytes(edit(f.name, f.read_bytes()))
+    return target
+
+
 def test_malformed_lines_reported_with_file_and_line_rest_processed(
     export, tmp_path, panel_redis, terminology
 ):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in export.glob("*.ndjson"):
-        lines = f.read_bytes().splitlines(keepends=True)
-        if f.name == "Condition.ndjson":
+    def edit(name: str, data: bytes) -> bytes:
+        lines = data.splitlines(keepends=True)
+        if name == "Condition.ndjson":
             lines.insert(4, b'{"resourceType": "Condition", "id": \n')  # line 5: not JSON
             lines.insert(9, b'{"resourceType":"Condition","id":"x","subject":{"reference":7}}\n')  # line 10
-        (broken / f.name).write_bytes(b"".join(lines))
+        return b"".join(lines)
+
+    broken = _edited_export(export, tmp_path / "broken", edit)
     report = local.run_ndjson([str(broken)], 2, _settings(tmp_path), panel_redis.url, terminology, "broken")
     errs = sorted((e["file"], e["line"]) for e in report["parse_errors"])
     assert errs == [("Condition.ndjson", 5), ("Condition.ndjson", 10)]
@@ -112,15 +120,14 @@ def test_lines_msgspec_cannot_decode_at_all_are_reported_not_a_crash(
 ):
     # Bytes that are not UTF-8 and JSON nested deeper than the decoder recurses raise UnicodeDecodeError
     # and RecursionError, not msgspec's errors: they stopped the map (and the whole run) with a traceback.
-    broken = tmp_path / "undecodable"
-    broken.mkdir()
-    for f in export.glob("*.ndjson"):
-        data = f.read_bytes()
-        if f.name == "Patient.ndjson":
+    def edit(name: str, data: bytes) -> bytes:
+        if name == "Patient.ndjson":
             data += b'{"resourceType":"Patient","id":"latin1-\xe9"}\n'
-        if f.name == "Observation.ndjson":
+        if name == "Observation.ndjson":
             data += b'{"resourceType":"Observation","code":' + b'{"x":' * 5000 + b"1" + b"}" * 5001 + b"\n"
-        (broken / f.name).write_bytes(data)
+        return data
+
+    broken = _edited_export(export, tmp_path / "undecodable", edit)
     lines = {f.name: f.read_bytes().count(b"\n") for f in broken.glob("*.ndjson")}
     for workers in (1, 2):
         report = local.run_ndjson(
@@ -140,14 +147,13 @@ def test_versioned_medication_references_are_joined_like_the_core_joins_them(
 ):
     # 'https://ehr/fhir/Medication/m1/_history/2' names Medication m1 for the core (hooks); the batch
     # looked for a Medication with id 'm1/_history/2', found none and dropped the order without a word.
-    versioned = tmp_path / "versioned"
-    versioned.mkdir()
-    for f in export.glob("*.ndjson"):
-        data = f.read_bytes()
-        if f.name == "MedicationRequest.ndjson":
-            versioned_ref = rb'"reference":"https://ehr/fhir/Medication/\1/_history/2"'
-            data = re.sub(rb'"reference":"Medication/([^"]+)"', versioned_ref, data)
-        (versioned / f.name).write_bytes(data)
+    def edit(name: str, data: bytes) -> bytes:
+        if name != "MedicationRequest.ndjson":
+            return data
+        versioned_ref = rb'"reference":"https://ehr/fhir/Medication/\1/_history/2"'
+        return re.sub(rb'"reference":"Medication/([^"]+)"', versioned_ref, data)
+
+    versioned = _edited_export(export, tmp_path / "versioned", edit)
     assert b"/_history/2" in (versioned / "MedicationRequest.ndjson").read_bytes()
     settings = _settings(tmp_path)
     plain = local.run_ndjson([str(export)], 1, settings, panel_redis.url, terminology, "med-plain")

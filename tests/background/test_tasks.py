@@ -4,11 +4,8 @@ redelivered after SIGKILL, survives a Redis restart."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
@@ -17,6 +14,7 @@ import yaml
 from tests.background.conftest import TASK, causes, wait_for, worker_env
 from tests.support.celery_workers import client_app
 from tests.support.redis_server import start_redis
+from tests.support.scripted_http import ScriptedHandler, serving
 
 pytestmark = pytest.mark.slow
 
@@ -160,24 +158,12 @@ def test_redis_restart_worker_reconnects_and_pending_tasks_complete(
 def _fhir_answering(body: dict):
     """A loopback 'FHIR server' that answers every GET with ``body``."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(ScriptedHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/fhir+json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._json(body)
 
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}/fhir"
-    finally:
-        httpd.shutdown()
+    with serving(Handler) as base:
+        yield base
 
 
 def test_unexpected_error_in_a_task_is_dead_lettered_not_lost(broker_url, store, celery_workers, tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,6 +16,7 @@ import requests
 
 from rls_cds.fhir import bulk
 from tests.support.fhir_server import free_port
+from tests.support.scripted_http import ScriptedHandler
 
 
 class Script:
@@ -28,18 +29,7 @@ class Script:
 
 
 def _handler(script: Script):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # quiet
-            pass
-
-        def _send(self, code: int, body: bytes = b"", headers: dict | None = None) -> None:
-            self.send_response(code)
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(ScriptedHandler):
         def do_DELETE(self):
             script.seen.append(("DELETE", self.path, dict(self.headers)))
             self._send(202)

@@ -4,31 +4,17 @@ patient goes to the error report and the run ends. A scripted loopback server, a
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support.fhir_server import free_port
 from tests.support.panel_runs import run_panel_once
+from tests.support.scripted_http import ScriptedHandler, serving
 
 pytestmark = pytest.mark.slow
 
 
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def _json(self, doc) -> None:
-        body = json.dumps(doc).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/fhir+json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class Handler(ScriptedHandler):
     def do_GET(self):
         url = urlsplit(self.path)
         if url.path.endswith("/Group/versioned"):
@@ -50,11 +36,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def odd_server():
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{port}/fhir"
-    server.shutdown()
+    with serving(Handler) as base:
+        yield base
 
 
 def test_a_search_answered_with_a_json_array_is_a_patient_error_not_an_endless_task(tmp_path, odd_server):

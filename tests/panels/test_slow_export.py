@@ -5,15 +5,13 @@ RLS_PANEL_EXPORT_TIMEOUT_SECONDS) instead of being cut off by the worker. A scri
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.fhir_server import free_port
 from tests.support.panel_runs import run_panel_once
+from tests.support.scripted_http import ScriptedHandler, serving
 
 pytestmark = pytest.mark.slow
 
@@ -21,24 +19,14 @@ EXPORT_SECONDS = 7.0  # longer than the worker's time limit below (5 s, soft lim
 PATIENTS = b'{"resourceType":"Patient","id":"slow-a"}\n{"resourceType":"Patient","id":"slow-b"}\n'
 
 
-def _handler(base: str, started: list[float]):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, code: int, body: bytes = b"", headers: dict | None = None) -> None:
-            self.send_response(code)
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+def _handler(started: list[float]):
+    class Handler(ScriptedHandler):
         def do_DELETE(self):
             self._send(202)
 
         def do_GET(self):
             path = urlsplit(self.path).path
+            base = f"http://{self.headers['Host']}/fhir"
             if path.endswith("/Group/slow"):
                 members = [
                     {"entity": {"reference": "Patient/slow-a"}},
@@ -67,12 +55,8 @@ def _handler(base: str, started: list[float]):
 
 @pytest.fixture
 def slow_bulk_server():
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(base, []))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield base
-    server.shutdown()
+    with serving(_handler([])) as base:
+        yield base
 
 
 def test_export_slower_than_the_task_time_limit_is_waited_for(tmp_path, slow_bulk_server):

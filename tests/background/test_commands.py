@@ -42,6 +42,14 @@ def test_reevaluate_command_waits_for_the_stored_result(
     assert out["result"]["outcome"] == "stored" and pid not in proc.stdout  # digest, not the id
     assert "iron_studies_missing" in {f["cause"] for f in store.get_assessment(tenant, pid)["findings"]}
 
+    # Without --tenant: the tenant background work files this server under (the servers file says
+    # 'dev', the development caller's), so the hooks find the result; the output names it.
+    cmd = [str(RLS_CDS_BIN), "reevaluate", pid, "--fhir-server", fhir_server.base_url, "--wait"]
+    env = _env(broker_url, RLS_FHIR_SERVERS_FILE=str(servers_file))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tenant"] == "dev" and store.get_assessment("dev", pid) is not None
+
     bad = subprocess.run(
         [str(RLS_CDS_BIN), "reevaluate", "not an id", "--fhir-server", fhir_server.base_url],
         env=_env(broker_url),

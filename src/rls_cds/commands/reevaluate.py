@@ -27,7 +27,11 @@ def register(sub) -> None:
         action="store_true",
         help="instead of PATIENT: queue every dead-lettered patient again",
     )
-    p.add_argument("--tenant", default="default", help="tenant the assessment is stored under")
+    p.add_argument(
+        "--tenant",
+        help="tenant the assessment is stored under (default: as background work files it: the FHIR "
+        "server's tenant in RLS_FHIR_SERVERS_FILE, else 'dev' in development mode, else 'default')",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the result and print it")
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait with --wait")
     p.set_defaults(func=run)
@@ -59,7 +63,18 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 2
+    args.tenant = args.tenant or _default_tenant(args.fhir_server)
     return _requeue_dead_letters(args.tenant) if args.dead_letters else _reevaluate_one(args)
+
+
+def _default_tenant(fhir_server: str | None) -> str:
+    """The tenant a notification about this server would be filed under, so hooks find the result."""
+    from rls_cds.background.triggers import background_server
+    from rls_cds.settings import get_settings
+
+    if fhir_server:
+        return background_server(fhir_server)[1]
+    return "dev" if get_settings().dev_mode else "default"
 
 
 def _reevaluate_one(args) -> int:
@@ -67,7 +82,7 @@ def _reevaluate_one(args) -> int:
 
     # An operator asking explicitly gets a run even if one is already queued.
     queued = enqueue_reevaluation(args.tenant, args.fhir_server, args.patient, "operator", coalesce=False)
-    out = {"patient": queued.patient, "task_id": queued.task_id}
+    out = {"tenant": args.tenant, "patient": queued.patient, "task_id": queued.task_id}
     if args.wait:
         from celery.exceptions import TimeoutError as CeleryTimeout
 

@@ -184,3 +184,17 @@ def test_patient_digests_are_keyed_when_a_digest_key_is_set(store, tenant, monke
     finally:
         monkeypatch.delenv("RLS_PATIENT_DIGEST_KEY")
         get_settings.cache_clear()
+
+
+def test_change_markers_and_reads_use_redis_clock_not_the_machines(store, tenant, monkeypatch):
+    # The API (marks a change) and a worker (stamps its read) run on different machines: with the API's
+    # clock an hour fast, a re-evaluation read after the change looked older than it, and patient-view
+    # refused the fresh assessment for an hour.
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    store.mark_changed(tenant, "p1")
+    record = _record([_finding("iron_deficiency")], "fp", read_at=store.now())  # the worker's read, after
+    store.save_assessment(tenant, "p1", record)
+    cards = store.fresh_cards(tenant, "p1", "http://fhir.example/r4", 7200, "tv1")
+    assert cards is not None and len(cards) == 1
+    assert abs(store.now() - real()) < 5  # Redis's clock, not the patched one

@@ -245,7 +245,13 @@ class Store:
     def mark_changed(self, tenant: str, patient_id: str) -> None:
         """A trigger says the patient's data changed (or may have): ``fresh_cards`` refuses assessments
         read before now, until a re-evaluation that read after it lands."""
-        self.redis.set(self.key(tenant, "changed", patient_id), repr(time.time()), ex=self.ttl)
+        self.redis.set(self.key(tenant, "changed", patient_id), repr(self.now()), ex=self.ttl)
+
+    def now(self) -> float:
+        """Redis's clock (epoch seconds): the API marks changes and workers stamp their reads on
+        different machines, so both use this one clock to be compared."""
+        seconds, micros = self.redis.time()
+        return seconds + micros / 1e6
 
     # --- per-patient lock --------------------------------------------------------------------
     @contextmanager

@@ -204,7 +204,7 @@ def reevaluate(
     while True:
         with store.patient_lock(tenant, patient_id, settings.task_time_limit_seconds, owner) as held:
             if held:
-                read_at = time.time()
+                read_at = store.now()  # Redis's clock, as the change markers: machines' clocks may differ
                 resources = fetch_patient_data(fhir_server, patient_id)
                 try:
                     record = evaluate_record(resources, fhir_server, reason, read_at)

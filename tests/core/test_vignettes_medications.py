@@ -164,6 +164,17 @@ def test_a_titration_drafted_as_two_orders_is_one_card_removing_both(run):
     assert len(cards) == 2
 
 
+def test_drafts_of_one_drug_are_removed_all_or_not_at_all(run):
+    # One of the two sertraline drafts has no id, so no delete action can name it: "Remove the sertraline
+    # order" would leave it to be signed. The card still warns; it offers no removal.
+    named = F.draft("312940", "sertraline 25 MG Oral Tablet", rid="d1")
+    unnamed = F.draft(*SERTRALINE_SCD)
+    del unnamed["id"]
+    cards = [c for c in run.cards(rls_patient(), hook="order-sign", drafts=[named, unnamed]) if _is_drug(c)]
+    assert len(cards) == 1 and cards[0]["summary"].startswith("Sertraline orders (2)")
+    assert cards[0]["indicator"] == "warning" and "suggestions" not in cards[0]
+
+
 def test_a_draft_changing_an_active_order_with_the_same_id_offers_no_removal(run):
     active = F.med_request(*SERTRALINE_SCD, rid="ord-1")
     change = F.draft(*SERTRALINE_SCD, rid="ord-1")  # the EHR's draft of the same order, being changed

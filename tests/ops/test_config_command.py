@@ -173,3 +173,9 @@ def test_check_notes_an_unset_patient_digest_key_outside_development():
     assert "RLS_PATIENT_DIGEST_KEY" not in keyed.stderr and SECRET not in keyed.stdout + keyed.stderr
     shown = json.loads(run_cli("config", "show", "--json", env={"RLS_PATIENT_DIGEST_KEY": SECRET}).stdout)
     assert shown["patient_digest_key"] == "**********"
+
+
+def test_check_notes_an_empty_patient_digest_key_like_an_unset_one():
+    # 'RLS_PATIENT_DIGEST_KEY=' in a .env file: the digests are unkeyed SHA-256, so the check must say so.
+    out = run_cli("config", "check", "--offline", env={"RLS_DEV_MODE": "false", "RLS_PATIENT_DIGEST_KEY": ""})
+    assert "RLS_PATIENT_DIGEST_KEY is not set" in out.stderr

@@ -233,6 +233,9 @@ def test_fixed_table_loads_again(tables):
     [
         ("\niv_iron,", "\n# iv_iron,", "drug_class 'iv_iron' is read by the rules and must be defined"),
         ("\ngabapentinoid,", "\ngabapentinoids,", "drug_class 'gabapentinoid' is read by the rules"),
+        # augmentation reads these two: renamed, the rule would stop without a word
+        ("\ndopamine_agonist,", "\ndopamine_agonists,", "drug_class 'dopamine_agonist' is read by the rules"),
+        ("\nlevodopa,", "\nlevodopa_carbidopa,", "drug_class 'levodopa' is read by the rules"),
         (
             "\niron,Oral iron preparations (RLS treatment),rls_treatment,",
             "\niron,Oral iron preparations (RLS treatment),aggravator,",

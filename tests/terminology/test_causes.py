@@ -52,6 +52,13 @@ def test_every_cause_has_codes(terminology, cause):
     assert cause_codes(terminology, cause), f"{cause} has no codes"
 
 
+def test_local_use_atc_codes_are_not_evidence_of_drug_induced(terminology):
+    # routes.csv: D04 and S01 codes are topical / ophthalmic use and never flagged; the value set must agree.
+    codes = cause_codes(terminology, "drug_induced").include["http://www.whocc.no/atc"]
+    assert "R06AA02" in codes and "C07AA06" in codes  # diphenhydramine, timolol taken systemically
+    assert not {"D04AA32", "D04AA10", "D04AX01", "S01ED01"} & set(codes)
+
+
 def test_surgery_explains_why_it_has_no_codes(terminology):
     assert not cause_codes(terminology, "surgery")
     assert "Procedure" in terminology.causes["surgery"].coverage_note

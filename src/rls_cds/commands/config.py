@@ -217,7 +217,8 @@ def check_config(args) -> int:
         problems += _check_redis(settings)
     if settings.dev_mode:
         print("note: RLS_DEV_MODE is on: no authentication (development only)", file=sys.stderr)
-    elif settings.patient_digest_key is None:
+    elif not (settings.patient_digest_key and settings.patient_digest_key.get_secret_value()):
+        # Empty counts as unset, as it does for the digests themselves (api.suppression._digest_key).
         print(
             "note: RLS_PATIENT_DIGEST_KEY is not set: patient digests in Redis keys and logs are unkeyed "
             "SHA-256 (recomputable for a guessable patient id)",

@@ -168,10 +168,12 @@ def _delete_draft_suggestion(f: Finding) -> list[dict]:
     """ "Remove the draft" only where the reference names a substitute, and never for a draft that
     continues a drug the patient already takes: one click must not stop therapy abruptly (beta-
     blockers, lithium, antipsychotics have no simple swap; rls-clinical.md §2.7)."""
-    orders = [ref for ref in f.data.get("orders", []) if not ref.endswith("/?") and "#" not in ref]
+    refs = f.data.get("orders", [])
+    orders = [ref for ref in refs if not ref.endswith("/?") and "#" not in ref]
     alternative = f.data.get("alternative")
     if (
         not orders
+        or len(orders) < len(refs)  # a draft without an id could not be removed: the drug would stay
         or not f.data.get("draft")
         or not alternative
         or f.data.get("continues_active")

@@ -56,7 +56,14 @@ MATCHES = ("exact", "prefix", "exclude")
 ROUTE_COLUMNS = ["term", "snomed", "route", "excluded", "source", "atc_group"]
 # Drug classes the rules read by name (src/rls_cds/core/causes), with the role each must have: renaming
 # or dropping one in drug_classes.csv would silently switch a rule off, so it is a load error.
-CLASSES_READ = {"gabapentinoid": "rls_treatment", "iron": "rls_treatment", "iv_iron": "rls_treatment"}
+CLASSES_READ = {
+    "gabapentinoid": "rls_treatment",
+    "iron": "rls_treatment",
+    "iv_iron": "rls_treatment",
+    # the augmentation rule (core.causes.medications._DOPAMINERGIC)
+    "dopamine_agonist": "rls_treatment",
+    "levodopa": "rls_treatment",
+}
 
 
 @dataclass(frozen=True)

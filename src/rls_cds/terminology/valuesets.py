@@ -81,7 +81,10 @@ def _add_drugs(t: Terminology, cs: CodeSet, members: list[DrugIngredient]) -> No
         if ing.rxcui:
             cs.add(RXNORM, ing.rxcui, ing.name)
         for code in ing.atc:
-            if len(code) == 7:
+            concept = t.drug_by_code(ATC, code)
+            # Like route-excluded products: a local-use code (D04AA32 topical diphenhydramine, S01ED01
+            # timolol eye drops) is never evidence.
+            if len(code) == 7 and not (concept is not None and concept.route_excluded):
                 cs.add(ATC, code, ing.name)
     for product in t.products:
         if names.intersection(product.ingredient_names) and not product.route_excluded:

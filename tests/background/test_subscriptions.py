@@ -304,6 +304,13 @@ def test_order_sign_and_operator_trigger_reevaluation_and_patient_view_uses_it(
     assert view.status_code == 200
     cards = view.json()["cards"]
     assert cards and all("Based on a stored assessment computed" in c["detail"] for c in cards)
+    # EHRs nearly always prefetch the Patient: with it alone, the stored assessment still answers.
+    only_patient = {"patient": {"resourceType": "Patient", "id": pid}}
+    view = server.post(
+        f"/cds-services/{pv['id']}",
+        data.hook_request("patient-view", pid, only_patient, fhir_server.base_url),
+    )
+    assert all("Based on a stored assessment computed" in c["detail"] for c in view.json()["cards"])
     live = server.post(
         f"/cds-services/{pv['id']}", data.hook_request("patient-view", pid, data.full_prefetch(record, pv))
     )

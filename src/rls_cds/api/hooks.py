@@ -182,12 +182,13 @@ def _stored_cards(
 ) -> list[dict] | None:
     """patient-view with prefetch missing: a fresh stored assessment (background re-evaluation) answers
     without FHIR round trips. Any store trouble means None: the live path answers. So does any usable
-    prefetch key: what the EHR just sent is newer than any stored assessment and must be read."""
+    clinical prefetch key: what the EHR just sent is newer than any stored assessment and must be read
+    (the Patient alone, which EHRs nearly always send, holds none of the data the rules judge)."""
     if (
         service.hook != "patient-view"
         or rt.store is None
         or rt.settings.assessment_freshness_seconds <= 0
-        or any(failures.get(key, "absent") is None for key in service.prefetch)
+        or any(failures.get(key, "absent") is None for key in service.prefetch if key != "patient")
     ):
         return None
     from rls_cds.provenance import code_version

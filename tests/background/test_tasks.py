@@ -177,3 +177,28 @@ def test_unexpected_error_in_a_task_is_dead_lettered_not_lost(broker_url, store,
     assert answer == {"outcome": "dead_letter", "reason": "unexpected_error: TypeError"}, answer
     letters = store.dead_letters("default")
     assert [x["reason"] for x in letters] == ["unexpected_error: TypeError"]
+
+
+def test_a_focus_read_cut_by_the_time_limit_is_retried_like_a_patient_read(
+    broker_url, store, celery_workers, tmp_path
+):
+    """A FHIR server slower than the task's soft time limit: the focus task retried, as the patient
+    task does, and only then dead-lettered 'gave up' (it was an 'unexpected_error' at once)."""
+    import time
+
+    class Slow(ScriptedHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            time.sleep(6)
+            self._json({"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p1"}})
+
+    with serving(Slow) as base:
+        servers = tmp_path / "fhir-servers.yaml"
+        servers.write_text(yaml.safe_dump({"servers": {base: {}}}))
+        env = worker_env(servers, RLS_TASK_TIME_LIMIT_SECONDS="5", RLS_TASK_MAX_RETRIES="1")
+        celery_workers.start(broker_url, env=env)
+        focus = "rls_cds.background.tasks.reevaluate_focus"
+        args = ["default", base, "Observation/o1", "subscription"]
+        result = client_app(broker_url).send_task(focus, args=args, queue="hooks")
+        answer = result.get(timeout=60, propagate=False)
+    assert answer == {"outcome": "dead_letter", "reason": "SoftTimeLimitExceeded"}, answer
+    assert [x["reason"] for x in store.dead_letters("default")] == ["SoftTimeLimitExceeded (gave up)"]

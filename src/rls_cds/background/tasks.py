@@ -355,7 +355,7 @@ def reevaluate_focus(
     except PermanentFailure as exc:
         _dead_letter(store, tenant, None, self.request.id, exc.reason, retries, "reevaluate_focus")
         return {"outcome": "dead_letter", "reason": exc.reason}
-    except (RetryableFailure, redis.RedisError) as exc:
+    except (RetryableFailure, redis.RedisError, SoftTimeLimitExceeded) as exc:  # as in reevaluate_patient
         reason_text = getattr(exc, "reason", None) or type(exc).__name__
         if retries >= settings.task_max_retries:
             _dead_letter(

@@ -31,6 +31,8 @@ class Handler(ScriptedHandler):
             return self._json({"resourceType": "Patient", "id": url.path.rsplit("/", 1)[1]})
         if parse_qs(url.query).get("patient") == ["odd-b"] and url.path.endswith("/Observation"):
             return self._json([])  # a gateway's idea of "no results"
+        if parse_qs(url.query).get("patient") == ["odd-c"] and url.path.endswith("/Condition"):
+            return self._json({"resourceType": "Bundle", "type": "searchset", "entry": 5})
         return self._json({"resourceType": "Bundle", "type": "searchset", "entry": []})
 
 
@@ -42,13 +44,15 @@ def odd_server():
 
 def test_a_search_answered_with_a_json_array_is_a_patient_error_not_an_endless_task(tmp_path, odd_server):
     # bundle.get(...) on a list raised AttributeError: the unit failed on every redelivery, for ever.
-    panel = {"fhir_server": odd_server, "patients": ["odd-a", "odd-b"], "strategy": "search"}
+    # A Bundle whose 'entry' is a number failed the same way one level down.
+    panel = {"fhir_server": odd_server, "patients": ["odd-a", "odd-b", "odd-c"], "strategy": "search"}
     report, out = run_panel_once(tmp_path, "odd", panel)
     assert "did not finish" not in out.stderr, out.stderr[-2000:]
     assert report["status"] == "completed_with_errors"
     assert report["counts"]["patients_assessed"] == 1
-    assert [e["patient"] for e in report["errors"]] == ["odd-b"]
-    assert "not a FHIR resource" in report["errors"][0]["reason"]
+    reasons = {e["patient"]: e["reason"] for e in report["errors"]}
+    assert set(reasons) == {"odd-b", "odd-c"}
+    assert "not a FHIR resource" in reasons["odd-b"] and "entry or link is not a list" in reasons["odd-c"]
 
 
 def test_group_members_are_read_as_the_core_reads_references(odd_server):

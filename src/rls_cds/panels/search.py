@@ -67,6 +67,9 @@ def search_all(session: requests.Session, base: str, query: str, timeout: float)
     out: list[dict] = []
     for _ in range(MAX_PAGES):
         bundle = get_json(session, url, timeout)
+        if not isinstance(bundle.get("entry") or [], list) or not isinstance(bundle.get("link") or [], list):
+            # Read as lists below: anything else would fail the unit on every redelivery, for ever.
+            raise FetchError("FHIR server answered with a Bundle whose entry or link is not a list")
         for entry in bundle.get("entry") or []:
             res = entry.get("resource") if isinstance(entry, dict) else None
             if isinstance(res, dict):

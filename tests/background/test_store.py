@@ -198,3 +198,15 @@ def test_change_markers_and_reads_use_redis_clock_not_the_machines(store, tenant
     cards = store.fresh_cards(tenant, "p1", "http://fhir.example/r4", 7200, "tv1")
     assert cards is not None and len(cards) == 1
     assert abs(store.now() - real()) < 5  # Redis's clock, not the patched one
+
+
+def test_a_switch_between_dopamine_agonists_is_a_new_augmentation_finding():
+    def aug(code: str) -> dict:
+        return {
+            "cause": "augmentation",
+            "evidence": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code}],
+        }
+
+    changes = diff_findings([aug("859033")], [aug("312845")])  # pramipexole -> ropinirole
+    assert len(changes["new"]) == 1 and len(changes["resolved"]) == 1 and not changes["unchanged"]
+    assert diff_findings([aug("859033")], [aug("859033")])["unchanged"]

@@ -81,11 +81,15 @@ def tenant_ns(tenant: str) -> str:
     return "h" + hashlib.sha256((tenant or "").encode()).hexdigest()[:24]
 
 
+# Causes whose findings are about a drug: another drug is another finding.
+_PER_DRUG = frozenset({"drug_induced", "drug_withdrawal", "augmentation"})
+
+
 def finding_identity(finding: dict) -> str:
     """What makes 'the same finding' across two assessments: the cause; for drug causes also which drug
     (a second SSRI is a new finding, a new ferritin value for an existing iron finding is not)."""
     cause = str(finding.get("cause"))
-    if cause.startswith("drug_"):
+    if cause in _PER_DRUG:
         codes = sorted(
             f"{e.get('system')}|{e.get('code')}" for e in finding.get("evidence") or () if isinstance(e, dict)
         )

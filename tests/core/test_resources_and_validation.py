@@ -170,3 +170,19 @@ def test_chain_of_invalid_evidence_never_reaches_a_finding(run):
     assert "iron_deficiency" not in causes(a)
     assert all(e.resource.startswith("Condition/") for f in a.findings for e in f.evidence)
     assert any("withheld" in w for w in a.warnings)
+
+
+def test_every_drug_class_a_rule_names_is_required_by_the_loader(terminology):
+    """A class the rules read by name and the loader does not require could be renamed in the tables,
+    switching its rule off without an error."""
+    import re
+    from pathlib import Path
+
+    from rls_cds.core import rules
+    from rls_cds.terminology.loader import CLASSES_READ
+    from rls_cds.terminology.model import ROLES
+
+    source = "\n".join(p.read_text() for p in (Path(rules.__file__).parent / "causes").glob("*.py"))
+    # 'caffeine' and 'alcohol' are roles too, which is how the lifestyle rule reads them
+    named = set(re.findall(r'"([a-z0-9_]+)"', source)) & set(terminology.drug_classes) - set(ROLES)
+    assert named <= set(CLASSES_READ), named - set(CLASSES_READ)

@@ -63,6 +63,13 @@ CLASSES_READ = {
     # the augmentation rule (core.causes.medications._DOPAMINERGIC)
     "dopamine_agonist": "rls_treatment",
     "levodopa": "rls_treatment",
+    # drug_induced: antidepressant taper and pregnancy rules, neuropathy wording, beta-blocker advice
+    "ssri": "aggravator",
+    "snri": "aggravator",
+    "tca": "aggravator",
+    "mirtazapine": "aggravator",
+    "antiemetic_d2": "aggravator",
+    "beta_blocker": "aggravator",
 }
 
 

@@ -610,6 +610,11 @@ def test_renewing_an_order_that_just_completed_offers_no_one_click_removal(run):
     assert "suggestions" not in card
     assert "renews" in card["detail"] and "abruptly" in card["detail"]
     assert completed["id"] in card["detail"]  # the completed order the claim rests on is cited
+    # Completed with its planned end still ahead (written 60 days ago, supply to last 20 more days):
+    # the draft renews it as well.
+    planned = F.med_request(*SERTRALINE_SCD, status="completed", authored_days=60, end_days=-20)
+    card = _drug_card(run.cards(rls_patient(planned), hook="order-sign", drafts=[renewal]))
+    assert "suggestions" not in card and "renews" in card["detail"]
     # A course that ended long ago is no current therapy: a new start may still be removed.
     old = F.med_request(*SERTRALINE_SCD, status="completed", authored_days=400, end_days=300)
     card = _drug_card(run.cards(rls_patient(old), hook="order-sign", drafts=[renewal]))

@@ -99,7 +99,8 @@ def drug_induced(ctx: Context) -> list[Finding]:
         for i in _aggravators(m)
     }
     # A prescription that ran its course recently (completed within the reference's "recent stop"
-    # window): a draft of the same drug renews it, and removing that draft stops the therapy as surely.
+    # window), or whose planned end is still ahead: a draft of the same drug renews it, and removing
+    # that draft stops the therapy as surely.
     window, latest = ctx.lookback("drug_withdrawal", "stopped_order"), ctx.now + timedelta(days=1)
     renewed = {
         ing_key(i): m
@@ -107,8 +108,8 @@ def drug_induced(ctx: Context) -> list[Finding]:
         if not m.draft
         and not m.route_excluded
         and m.status == "completed"
-        and (when := stop_date(m, latest)[0]) is not None
-        and ctx.now - window <= when <= latest
+        and (when := m.ended or m.authored) is not None
+        and ctx.now - window <= when
         for i in _aggravators(m)
         if ing_key(i) not in current
     }

@@ -70,16 +70,22 @@ def _alternative(ctx: Context, ingredients: list[Any], classes: list[str]) -> st
 
 
 def _alternative_taken(ctx: Context, alternative: str) -> list[tuple[str, MedFact]]:
-    """(name, order) of drugs named in ``alternative`` that the patient already takes or is being ordered
-    (bupropion beside a mirtazapine draft, cetirizine beside hydroxyzine): a substitute already in use is
-    no switch to offer."""
+    """(name, order) of alternatives the patient already takes or is being ordered (bupropion beside a
+    mirtazapine draft, cetirizine beside hydroxyzine): a substitute already in use is no switch to
+    offer. The text names examples; any drug of their class counts (levocetirizine for 'loratadine,
+    fexofenadine or cetirizine')."""
     text = alternative.lower()
+    classes = {
+        i.drug_class
+        for i in getattr(ctx.t, "ingredients", None) or ()
+        if i.role == "alternative" and re.search(rf"\b{re.escape(i.name.lower())}\b", text)
+    }
     return [
         (i.name, m)
         for m in ctx.facts.meds
         if m.in_effect and not m.route_excluded
         for i in m.ingredients
-        if i.role == "alternative" and re.search(rf"\b{re.escape(i.name.lower())}\b", text)
+        if i.role == "alternative" and i.drug_class in classes
     ]
 
 
@@ -101,7 +107,7 @@ def drug_induced(ctx: Context) -> list[Finding]:
     # A prescription that ran its course recently (completed within the reference's "recent stop"
     # window), or whose planned end is still ahead: a draft of the same drug renews it, and removing
     # that draft stops the therapy as surely.
-    window, latest = ctx.lookback("drug_withdrawal", "stopped_order"), ctx.now + timedelta(days=1)
+    window = ctx.lookback("drug_withdrawal", "stopped_order")
     renewed = {
         ing_key(i): m
         for m in ctx.facts.meds

@@ -599,6 +599,10 @@ def test_an_alternative_the_patient_already_takes_is_not_offered_as_a_switch(run
     ]
     card = _drug_card(run.cards(rls_patient(), hook="order-sign", drafts=both))
     assert "bupropion also being ordered" in card["summary"]
+    # The alternative text names examples of a class: levocetirizine is one of them too.
+    levocetirizine = F.med_request(None, "levocetirizine dihydrochloride 5 MG Oral Tablet")
+    card = _drug_card(run.cards(rls_patient(levocetirizine), hook="order-sign", drafts=[hydroxyzine]))
+    assert "consider" not in card["summary"] and "already takes levocetirizine" in card["summary"]
 
 
 def test_renewing_an_order_that_just_completed_offers_no_one_click_removal(run):

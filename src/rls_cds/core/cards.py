@@ -10,8 +10,9 @@ Which findings become cards (a deliberate, conservative choice: no false alarms)
 - **patient-view:** every finding for the RLS patient, actionable ones first. Notes are ``info``;
   only actionable findings are ``warning``. Active aggravating medications are named here.
 - **order-select / order-sign / medication-prescribe:** the draft orders are what is being decided,
-  so a drug card is shown only for a *draft* (with a suggestion to delete that draft); active
-  orders were already reported on patient-view. Other findings appear only when actionable
+  so a drug card (and the dopaminergic ``augmentation`` note) is shown only for *drafts* (with a
+  suggestion to delete them); active orders were already reported on patient-view. Other findings
+  appear only when actionable
   (e.g. ferritin 30 ng/mL: "consider iron"; a gabapentinoid draft with reduced kidney function).
 
 Cards are deterministic: the uuid is a uuid5 of the card's own content, so the same input and

@@ -6,8 +6,9 @@ facts: a 600-resource record costs one dict walk and one index lookup per coding
 
 Semantics applied here (rls-clinical.md §1):
 - Conditions count when ``clinicalStatus`` is active/recurrence/relapse (or absent, as encounter
-  diagnoses often are); ``verificationStatus`` refuted / entered-in-error never count;
-  provisional / differential / unconfirmed count as weaker evidence (``tentative``).
+  diagnoses often are, unless an ``abatement[x]`` says it is over); ``verificationStatus`` refuted /
+  entered-in-error never count; provisional / differential / unconfirmed count as weaker evidence
+  (``tentative``).
 - Observations count when ``status`` is final/amended/corrected; others are kept apart as
   ``pending`` (a preliminary ferritin means iron studies are under way, not missing). Values are
   converted to the analyte's canonical unit by the terminology; an unknown unit is a warning.
@@ -30,6 +31,7 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 COUNTED_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 NEVER_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 TENTATIVE_VERIFICATION = frozenset({"provisional", "differential", "unconfirmed"})
+ABATEMENT = ("abatementDateTime", "abatementPeriod", "abatementString", "abatementAge", "abatementRange")
 FINAL_OBSERVATION = frozenset({"final", "amended", "corrected"})
 PENDING_OBSERVATION = frozenset({"registered", "preliminary"})
 CURRENT_MED_STATUS = frozenset({"active", "on-hold"})
@@ -311,6 +313,8 @@ def _condition(res: dict, ref: str, t: Any, facts: Facts) -> None:
     clinical = _code_of(res.get("clinicalStatus"))
     if clinical is not None and clinical not in COUNTED_CLINICAL:
         return
+    if clinical is None and any(res.get(k) not in (None, "", {}) for k in ABATEMENT):
+        return  # abated with no status given: over (FHIR con-4: abatement means inactive/resolved/remission)
     date = parse_date(res.get("onsetDateTime")) or parse_date(res.get("recordedDate"))
     if date is None and isinstance(res.get("onsetPeriod"), dict):
         date = parse_date(res["onsetPeriod"].get("start"))

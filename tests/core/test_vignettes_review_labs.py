@@ -50,3 +50,34 @@ def test_no_status_and_no_abatement_is_still_read_as_active(run):
     lyme = F.condition(F.ICD10, "A69.20", "Lyme disease, unspecified", clinical=None)
     f = finding(run(rls_patient(lyme)), "lyme_disease")
     assert "read as active" in (f.evidence[0].note or "")
+
+
+# --- a value without a unit on a molar LOINC code ------------------------------------------------
+
+
+def _unitless(loinc: str, display: str, value, as_string: bool = False) -> dict:
+    obs = F.observation(loinc, display, None, None, days=5)
+    if as_string:
+        obs["valueString"] = str(value)
+    else:
+        obs["valueQuantity"] = {"value": value}
+    return obs
+
+
+def test_unitless_glucose_on_the_molar_code_is_not_read_as_mg_dl(run):
+    # 15074-8 is Glucose [Moles/volume]: a bare 5.2 is 5.2 mmol/L (normal), never 5.2 mg/dL.
+    a = run(rls_patient(_unitless("15074-8", "Glucose [Moles/volume] in Blood", 5.2)))
+    assert "hypoglycemia" not in causes(a)
+    a = run(rls_patient(_unitless("14749-6", "Glucose [Moles/volume] in Serum or Plasma", 5.8, True)))
+    assert "hypoglycemia" not in causes(a)
+
+
+def test_unitless_magnesium_on_the_molar_code_is_not_read_as_mg_dl(run):
+    # 2601-3 is Magnesium [Moles/volume]: 0.85 mmol/L is normal (2.07 mg/dL).
+    a = run(rls_patient(_unitless("2601-3", "Magnesium [Moles/volume] in Serum or Plasma", 0.85)))
+    assert "magnesium_deficiency" not in causes(a)
+
+
+def test_unitless_value_on_a_mass_code_is_still_read_in_the_canonical_unit(run):
+    a = run(rls_patient(_unitless("2345-7", "Glucose [Mass/volume] in Serum or Plasma", 52)))
+    assert "52 mg/dL" in finding(a, "hypoglycemia").summary

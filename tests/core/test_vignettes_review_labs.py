@@ -81,3 +81,23 @@ def test_unitless_magnesium_on_the_molar_code_is_not_read_as_mg_dl(run):
 def test_unitless_value_on_a_mass_code_is_still_read_in_the_canonical_unit(run):
     a = run(rls_patient(_unitless("2345-7", "Glucose [Mass/volume] in Serum or Plasma", 52)))
     assert "52 mg/dL" in finding(a, "hypoglycemia").summary
+
+
+# --- ICD-10-CM families with legacy or unlisted children ----------------------------------------
+
+
+def test_legacy_sjogren_m35_0_counts(run):
+    # M35.0 was billable until FY2024 ("Sicca syndrome [Sjögren]"); old problem lists still carry it.
+    sjogren = F.condition(F.ICD10, "M35.0", "Sicca syndrome [Sjogren]")
+    f = finding(run(rls_patient(sjogren)), "sjogren_syndrome")
+    assert "M35.0" in f.summary and f.strength == "weak" and not f.actionable
+
+
+def test_mid_cervical_radiculopathy_unspecified_level_counts(run):
+    disc = F.condition(F.ICD10, "M50.120", "Mid-cervical disc disorder, unspecified level")
+    assert finding(run(rls_patient(disc)), "spinal_nerve_damage").evidence[0].code == "M50.120"
+
+
+def test_sjogren_with_neuropathy_keeps_both_findings_under_the_family_row(run):
+    a = run(rls_patient(F.condition(F.ICD10, "M3506", "Sjogren syndrome with PNS involvement")))
+    assert {"sjogren_syndrome", "peripheral_neuropathy"} <= causes(a)

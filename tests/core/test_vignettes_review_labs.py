@@ -101,3 +101,24 @@ def test_mid_cervical_radiculopathy_unspecified_level_counts(run):
 def test_sjogren_with_neuropathy_keeps_both_findings_under_the_family_row(run):
     a = run(rls_patient(F.condition(F.ICD10, "M3506", "Sjogren syndrome with PNS involvement")))
     assert {"sjogren_syndrome", "peripheral_neuropathy"} <= causes(a)
+
+
+# --- hypoglycemia level, magnesium flag: the card says why the value counts ----------------------
+
+
+def test_glucose_below_54_is_named_ada_level_2(run):
+    glucose = F.observation("15074-8", "Glucose [Moles/volume] in Blood", 2.5, "mmol/L", days=3)
+    f = finding(run(rls_patient(glucose)), "hypoglycemia")
+    assert "level 2" in f.reasoning and "level 2" in (f.evidence[0].note or "")
+
+
+def test_glucose_64_is_ada_level_1(run):
+    glucose = F.observation("2345-7", "Glucose [Mass/volume] in Serum or Plasma", 64, "mg/dL", days=3)
+    f = finding(run(rls_patient(glucose)), "hypoglycemia")
+    assert "level 1" in f.reasoning and "level 2" not in f.reasoning
+
+
+def test_magnesium_counted_by_the_lab_flag_says_so(run):
+    mg = F.observation("19123-9", "Magnesium", 1.8, "mg/dL", days=10, interpretation="L")
+    f = finding(run(rls_patient(mg)), "magnesium_deficiency")
+    assert "flagged low by the lab (L)" in (f.evidence[0].note or "")

@@ -122,3 +122,22 @@ def test_magnesium_counted_by_the_lab_flag_says_so(run):
     mg = F.observation("19123-9", "Magnesium", 1.8, "mg/dL", days=10, interpretation="L")
     f = finding(run(rls_patient(mg)), "magnesium_deficiency")
     assert "flagged low by the lab (L)" in (f.evidence[0].note or "")
+
+
+# --- kidney: extrarenal uremia is not kidney disease ---------------------------------------------
+
+
+def test_extrarenal_uremia_alone_is_informational_not_kidney_disease(run):
+    f = finding(run(rls_patient(F.condition(F.ICD10, "R39.2", "Extrarenal uremia"))), "kidney_disease")
+    assert f.strength == "informational" and not f.actionable
+    assert "Kidney disease coded" not in f.summary and "not kidney disease" in f.summary
+
+
+def test_extrarenal_uremia_beside_ckd_4_leaves_the_ckd_card(run):
+    a = run(
+        rls_patient(
+            F.condition(F.ICD10, "R39.2", "Extrarenal uremia"), F.condition(F.ICD10, "N18.4", "CKD 4")
+        )
+    )
+    f = finding(a, "kidney_disease")
+    assert f.strength == "moderate" and "N18.4" in f.summary

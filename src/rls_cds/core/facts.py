@@ -6,8 +6,9 @@ facts: a 600-resource record costs one dict walk and one index lookup per coding
 
 Semantics applied here (rls-clinical.md §1):
 - Conditions count when ``clinicalStatus`` is active/recurrence/relapse (or absent, as encounter
-  diagnoses often are); ``verificationStatus`` refuted / entered-in-error never count;
-  provisional / differential / unconfirmed count as weaker evidence (``tentative``).
+  diagnoses often are, unless an ``abatement[x]`` says it is over); ``verificationStatus`` refuted /
+  entered-in-error never count; provisional / differential / unconfirmed count as weaker evidence
+  (``tentative``).
 - Observations count when ``status`` is final/amended/corrected; others are kept apart as
   ``pending`` (a preliminary ferritin means iron studies are under way, not missing). Values are
   converted to the analyte's canonical unit by the terminology; an unknown unit is a warning.
@@ -30,6 +31,7 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 COUNTED_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 NEVER_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 TENTATIVE_VERIFICATION = frozenset({"provisional", "differential", "unconfirmed"})
+ABATEMENT = ("abatementDateTime", "abatementPeriod", "abatementString", "abatementAge", "abatementRange")
 FINAL_OBSERVATION = frozenset({"final", "amended", "corrected"})
 PENDING_OBSERVATION = frozenset({"registered", "preliminary"})
 CURRENT_MED_STATUS = frozenset({"active", "on-hold"})
@@ -311,6 +313,8 @@ def _condition(res: dict, ref: str, t: Any, facts: Facts) -> None:
     clinical = _code_of(res.get("clinicalStatus"))
     if clinical is not None and clinical not in COUNTED_CLINICAL:
         return
+    if clinical is None and any(res.get(k) not in (None, "", {}) for k in ABATEMENT):
+        return  # abated with no status given: over (FHIR con-4: abatement means inactive/resolved/remission)
     date = parse_date(res.get("onsetDateTime")) or parse_date(res.get("recordedDate"))
     if date is None and isinstance(res.get("onsetPeriod"), dict):
         date = parse_date(res["onsetPeriod"].get("start"))
@@ -431,7 +435,7 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) ->
         else frozenset()
     )
     fact = _blank_lab(ref, lab_def, coding, date, interp)
-    read = _read_value(res, fact, t, facts.warnings)
+    read = _read_value(res, fact, t, facts.warnings, _implied_unit(lab_def))
     final = status in FINAL_OBSERVATION
     if final and read and fact.value is None and lab_def.analyte in NUMERIC_ONLY:
         # A numeric analyte answered in words ('hemolysed', 'see comment'): a result that exists but
@@ -449,7 +453,20 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) ->
     (facts.labs if final else facts.pending_labs).append(fact)
 
 
-def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str]) -> bool:
+def _implied_unit(lab_def: Any) -> str | None:
+    """The unit a value sent without one is read in: the analyte's canonical unit, unless the LOINC code
+    itself is of the other kind of quantity (glucose 15074-8 and magnesium 2601-3 are [Moles/volume],
+    their canonical unit mg/dL is a mass): a bare 5.2 there is 5.2 mmol/L, never 5.2 mg/dL."""
+    canonical = lab_def.canonical_unit or ""
+    molar_code = "[Moles/" in (getattr(lab_def, "display", "") or "")
+    mass_code = "[Mass/" in (getattr(lab_def, "display", "") or "")
+    molar_unit = "mol/" in canonical
+    if (molar_code and not molar_unit) or (mass_code and molar_unit):
+        return None
+    return canonical
+
+
+def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str], implied: str | None = "") -> bool:
     qty = res.get("valueQuantity")
     if isinstance(qty, dict):
         raw = qty.get("value")
@@ -460,9 +477,9 @@ def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str]) -> bool:
             return False
         comparator = qty.get("comparator")
         unit_code, unit_text = qty.get("code"), qty.get("unit")
-        return _convert(fact, float(raw), comparator, unit_code, unit_text, t, warnings)
+        return _convert(fact, float(raw), comparator, unit_code, unit_text, t, warnings, implied)
     if isinstance(res.get("valueInteger"), int) and not isinstance(res.get("valueInteger"), bool):
-        return _convert(fact, float(res["valueInteger"]), None, None, None, t, warnings)
+        return _convert(fact, float(res["valueInteger"]), None, None, None, t, warnings, implied)
     if isinstance(res.get("valueCodeableConcept"), dict):
         concept = res["valueCodeableConcept"]
         fact.coded = tuple(
@@ -475,13 +492,13 @@ def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str]) -> bool:
     if isinstance(res.get("valueString"), str):
         m = _NUMBER.match(res["valueString"])
         if m:
-            return _convert(fact, float(m.group(2)), m.group(1), None, None, t, warnings)
+            return _convert(fact, float(m.group(2)), m.group(1), None, None, t, warnings, implied)
         fact.text = res["valueString"]
         return True
     return False  # no value (dataAbsentReason, components only): nothing to read
 
 
-def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings) -> bool:
+def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings, implied: str | None = "") -> bool:
     if not math.isfinite(raw):
         warnings.append(f"{fact.ref}: {fact.analyte} value is not a finite number; not used")
         return False
@@ -495,6 +512,11 @@ def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings) -> bool:
         return False
     fact.comparator = comparator if comparator in ("<", "<=", ">", ">=") else None
     units = [u for u in (unit_code, unit_text) if isinstance(u, str) and u.strip()]
+    if not units and implied is None:
+        # No unit, and the code's own kind of quantity is not the canonical unit's: not guessed.
+        warnings.append(f"{fact.ref}: no unit given for a {fact.analyte} code in other units; value not used")
+        fact.unreadable = "unit"
+        return False
     if not units:
         units = [fact.unit or ""]  # no unit given: read as the canonical unit (e.g. '%' for TSAT)
     for unit in units:

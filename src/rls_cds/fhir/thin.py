@@ -111,6 +111,7 @@ class Condition(Struct, gc=False, tag_field="resourceType", tag="Condition", omi
     onsetPeriod: Period | None = None  # noqa: N815
     abatementDateTime: str | None = None  # noqa: N815
     abatementPeriod: Period | None = None  # noqa: N815
+    abatementString: str | None = None  # noqa: N815
     recordedDate: str | None = None  # noqa: N815
 
 

@@ -107,6 +107,9 @@ def kidney_disease(ctx: Context) -> list[Finding]:
         summary = (
             f"Reduced eGFR {egfr_text(run[-1])} ({day(run[-1].date)}): not CKD unless it persists 3 months"
         )
+    elif all(c.qualifier == "informational" for c in other):
+        kind = "informational"  # R39.2 extrarenal uremia: not a kidney disease, low specificity
+        summary = f"{cond_name(other)} coded: not kidney disease itself; noted only"
     else:
         kind = "stage_unknown"
         # Say which: an unconfirmed ESRD is not "a stage below 3", and N18.9 is not "unconfirmed".
@@ -120,6 +123,8 @@ def kidney_disease(ctx: Context) -> list[Finding]:
         "2012) is associated with RLS (moderate evidence).",
         "reduced_egfr": f"Only {len(run)} eGFR value(s) below {num(limit)} spanning less than 3 months: "
         "KDIGO requires persistence over 3 months before calling it CKD.",
+        "informational": "Extrarenal (prerenal) uremia is not a kidney disease and says nothing about CKD "
+        "stage; low specificity for RLS: noted only.",
         "stage_unknown": "A kidney diagnosis that is not confirmed (provisional/differential): noted only."
         if other and other[0].tentative
         else "A kidney diagnosis without a stage (stage 3 or worse, ESRD or dialysis counts): noted only.",

@@ -93,8 +93,21 @@ def _lab_low_rule(
             return []
         evidence = [condition_evidence(c) for c in conds]
         summary, action, fields = None, None, cond_fields(conds) if conds else {}
+        why = reasoning
         if low is not None:
-            evidence.insert(0, lab_evidence(low))
+            note = None
+            if cid == "hypoglycemia":
+                very_low = ctx.threshold(cid, "glucose_very_low")
+                level = 2 if low.value < very_low and (low.comparator or "") != ">" else 1
+                note = (
+                    f"ADA level 2 (< {num(very_low)} mg/dL): clinically significant hypoglycemia"
+                    if level == 2
+                    else f"ADA level 1 ({num(very_low)}-{num(limit - 1)} mg/dL)"
+                )
+                why += f" This value is {note.split(':')[0]}."
+            elif flags_low and not low.value < limit:
+                note = f"flagged low by the lab ({', '.join(sorted(low.interpretation & {'L', 'LL'}))})"
+            evidence.insert(0, lab_evidence(low, note))
             fields = lab_fields(label, low)
         elif extra is not None and len(extra) == 1:  # borderline, no MMA: the reference's next step
             evidence.append(lab_evidence(extra[0], "borderline (200-300 pg/mL); no MMA drawn with it"))
@@ -114,7 +127,7 @@ def _lab_low_rule(
                 f"{label} {lab_text(extra[0])} borderline, MMA {lab_text(extra[1])}: possible B12 deficiency"
             )
         tent = all_tentative(conds) and low is None and extra is None
-        why, informative = reasoning, None
+        informative = None
         if cid == "b12_deficiency":
             summary, action, why, informative = _b12_with_mma(ctx, low, extra, evidence, summary, action, why)
         return [

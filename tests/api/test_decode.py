@@ -218,3 +218,22 @@ def test_value_integer_beyond_64_bits_is_read_as_the_whole_parse_reads_it(termin
     body = orjson.dumps(F.hook_request("patient-view", record)).replace(b"424242", str(2**70).encode())
     whole, thin = _both(terminology, body)
     assert thin == whole
+
+
+@pytest.mark.parametrize(
+    "abatement",
+    [
+        {"abatementAge": {"value": 52, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}},
+        {"abatementRange": {"low": {"value": 50, "unit": "a"}, "high": {"value": 55, "unit": "a"}}},
+        {"abatementString": "resolved in 2024"},
+    ],
+)
+def test_every_abatement_form_is_read_by_the_thin_decode_too(terminology, abatement):
+    # An abated condition with no clinicalStatus is over; the thin schema skipped abatementAge and
+    # abatementRange, so the hook read it as active where a whole parse did not.
+    record = copy.deepcopy(REAL)
+    lyme = F.condition(F.ICD10, "A69.20", "Lyme disease, unspecified", rid="lyme", clinical=None)
+    record.append({**lyme, **abatement})
+    whole, thin = _both(terminology, orjson.dumps(F.hook_request("patient-view", record)))
+    assert thin == whole
+    assert "lyme_disease" not in {f["cause"] for f in thin["findings"]}

@@ -112,6 +112,9 @@ class Condition(Struct, gc=False, tag_field="resourceType", tag="Condition", omi
     abatementDateTime: str | None = None  # noqa: N815
     abatementPeriod: Period | None = None  # noqa: N815
     abatementString: str | None = None  # noqa: N815
+    # Only their presence is read (an abated condition with no clinicalStatus is over): kept as sent.
+    abatementAge: dict | None = None  # noqa: N815
+    abatementRange: dict | None = None  # noqa: N815
     recordedDate: str | None = None  # noqa: N815
 
 

@@ -101,6 +101,9 @@ REJECTIONS = {
     "no-jti": (lambda k: k.mint("ES384", omit=("jti",)), "missing_claim_jti"),
     "no-exp": (lambda k: k.mint("ES384", omit=("exp",)), "missing_claim_exp"),
     "garbage": (lambda k: "not.a.jwt", "malformed"),
+    # A jku that is not a string was looked up in the allowlist (a set): TypeError, answered 500.
+    "jku-list": (lambda k: k.mint("ES384", headers={"jku": [k.jwks_url]}), "malformed"),
+    "jku-object": (lambda k: k.mint("ES384", headers={"jku": {"url": k.jwks_url}}), "malformed"),
 }
 
 

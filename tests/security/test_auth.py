@@ -101,6 +101,9 @@ REJECTIONS = {
     "no-jti": (lambda k: k.mint("ES384", omit=("jti",)), "missing_claim_jti"),
     "no-exp": (lambda k: k.mint("ES384", omit=("exp",)), "missing_claim_exp"),
     "garbage": (lambda k: "not.a.jwt", "malformed"),
+    # A jku that is not a string was looked up in the allowlist (a set): TypeError, answered 500.
+    "jku-list": (lambda k: k.mint("ES384", headers={"jku": [k.jwks_url]}), "malformed"),
+    "jku-object": (lambda k: k.mint("ES384", headers={"jku": {"url": k.jwks_url}}), "malformed"),
 }
 
 
@@ -229,3 +232,50 @@ def test_feedback_requires_token(secure, pv, jwt_keys):
 def test_discovery_and_health_need_no_token(secure):
     assert secure.get("/cds-services").status_code == 200
     assert secure.get("/healthz").status_code == 200
+
+
+def _broken_jwks_server():
+    """Answers 200 with a JWKS cut off mid-body (the connection drops before Content-Length)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "4096")
+            self.end_headers()
+            self.wfile.write(b'{"keys": [')
+            self.close_connection = True
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_jwks_cut_off_mid_body_is_401_not_500(tmp_path, pv, jwt_keys, secure_env_vars):
+    """The issuer's key server dropping the connection mid-body raised urllib3's ProtocolError, which
+    the JWKS cache did not catch: every call of that issuer answered 500 instead of 401."""
+    import json
+
+    from tests.support.cds_server import start_cds_server
+    from tests.support.fhir_server import stop_process
+
+    broken = _broken_jwks_server()
+    jwks_url = f"http://127.0.0.1:{broken.server_address[1]}/jwks.json"
+    issuer = jwt_keys.issuer_config(jwks_url=jwks_url)
+    env = {**secure_env_vars, "RLS_TRUSTED_ISSUERS_JSON": json.dumps({"issuers": [issuer]})}
+    server = start_cds_server(tmp_path / "broken-jwks", env=env, dev=False)
+    try:
+        before = len(rejection_reasons(server))
+        resp = call(server, pv["id"], patient_view_body(pv), jwt_keys.mint("ES384"))
+        assert resp.status_code == 401 and resp.json() == GENERIC_401
+        wait_for_reason(server, before, "unknown_kid")
+        assert "unhandled error" not in server.log_text()
+    finally:
+        stop_process(server.process)
+        broken.shutdown()

@@ -203,10 +203,11 @@ class TokenVerifier:
         if alg not in issuer.algorithms:
             raise AuthError("alg_not_allowed", issuer.iss)
         jku, kid = header.get("jku"), header.get("kid")
+        if not isinstance(jku, str | None) or not isinstance(kid, str | None):
+            # A list or object is no URL or key id (and a list cannot even be looked up in the allowlist).
+            raise AuthError("malformed", issuer.iss)
         if jku is not None and jku not in issuer.allowed_jku:
             raise AuthError("jku_not_allowed", issuer.iss)  # never fetched
-        if kid is not None and not isinstance(kid, str):
-            raise AuthError("malformed", issuer.iss)
         key = self._find_key(issuer, alg, kid, jku)
         claims = self._decode(token, key, alg, issuer)
         self._check_claims(claims, issuer, path)

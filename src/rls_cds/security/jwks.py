@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import orjson
 import requests
+import urllib3
 
 from rls_cds.security.outbound import ForbiddenDestination, check_destination
 
@@ -77,7 +78,9 @@ class JwksCache:
         try:
             entry.keys = self._fetch(url)
             entry.fetched_at = time.monotonic()
-        except (requests.RequestException, ValueError) as exc:
+        # The body is read from the raw urllib3 stream (to cap its size), so a connection cut or a
+        # timeout mid-body raises urllib3's own errors, which are not RequestExceptions.
+        except (requests.RequestException, urllib3.exceptions.HTTPError, ValueError) as exc:
             # Keep the last good keys; the reason (no URL content, no keys) is for the operator.
             log.warning("JWKS fetch failed", extra={"jwks_url": url, "error_type": type(exc).__name__})
 

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # --- Request limits -----------------------------------------------------------------
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # A request body not received within this long is answered 408: a stalled or trickled body must not
+    # hold a connection and a worker's attention indefinitely.
+    body_timeout_seconds: float = Field(30.0, gt=0)
     max_json_depth: int = Field(64, ge=8)
     max_prefetch_resources: int = Field(20000, ge=1)
     # Requests per minute allowed per token issuer (0 = unlimited).

@@ -189,7 +189,12 @@ def test_invalid_resources_in_prefetch_are_skipped_not_fatal(cds_server, service
 def small_limits_server(tmp_path_factory, cds_redis):
     server = start_cds_server(
         tmp_path_factory.mktemp("small-limits"),
-        env={"REDIS_URL": cds_redis.url, "RLS_MAX_PREFETCH_RESOURCES": "5", "RLS_MAX_JSON_DEPTH": "16"},
+        env={
+            "REDIS_URL": cds_redis.url,
+            "RLS_MAX_PREFETCH_RESOURCES": "5",
+            "RLS_MAX_JSON_DEPTH": "16",
+            "RLS_BODY_TIMEOUT_SECONDS": "1",
+        },
     )
     yield server
     stop_process(server.process)
@@ -254,3 +259,25 @@ def test_no_tokens_or_patient_ids_in_the_log(cds_server, services, fhir_server):
     assert "hook answered" in log
     assert secret_pid not in log
     assert "token-that-must-not-be-logged" not in log
+
+
+def test_a_stalled_body_is_408_not_a_connection_held_for_ever(small_limits_server):
+    """Headers announce 2,000 bytes, 10 arrive, then nothing: the answer is a 408 after the body timeout
+    (1 s here), where the server used to wait as long as the client kept the connection open."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    services = {s["hook"]: s for s in small_limits_server.get("/cds-services").json()["services"]}
+    where = urlsplit(small_limits_server.url)
+    with socket.create_connection((where.hostname, where.port), timeout=10) as conn:
+        head = (
+            f"POST /cds-services/{services['patient-view']['id']} HTTP/1.1\r\nHost: {where.netloc}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 2000\r\n\r\n"
+        )
+        started = time.monotonic()
+        conn.sendall(head.encode() + b'{"hook": "p')
+        answer = conn.recv(65536).decode(errors="replace")
+        waited = time.monotonic() - started
+    assert answer.startswith("HTTP/1.1 408"), answer[:200]
+    assert '"error":"request_timeout"' in answer.replace(" ", "") and 0.8 < waited < 8

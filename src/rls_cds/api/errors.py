@@ -5,6 +5,7 @@ Nothing here echoes request content back: details name the rule that was broken,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -44,18 +45,25 @@ def check_json_content_type(request: Request) -> None:
         raise ApiError(415, "unsupported_media_type", "send the request body as application/json")
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """Read the body, refusing as soon as it exceeds ``max_bytes`` (never buffer an unbounded body)."""
+async def read_body(request: Request, max_bytes: int, timeout: float | None = None) -> bytes:
+    """Read the body, refusing as soon as it exceeds ``max_bytes`` (never buffer an unbounded body) or
+    takes longer than ``timeout`` seconds to arrive (408: a stalled upload must not wait for ever)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(413, "payload_too_large", f"request body exceeds {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, "payload_too_large", f"request body exceeds {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ApiError(413, "payload_too_large", f"request body exceeds {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408, "request_timeout", f"the request body did not arrive within {timeout:g} s"
+        ) from None
     return b"".join(chunks)
 
 

@@ -55,7 +55,7 @@ def _items(obj: dict) -> list[dict]:
 
 @router.post(
     "/cds-services/{service_id}/feedback",
-    responses=error_responses(400, 401, 404, 413, 415, 503),
+    responses=error_responses(400, 401, 404, 408, 413, 415, 503),
     openapi_extra=request_body(FeedbackRequest),
     summary="Report what the user did with cards (accepted / overridden)",
     tags=["cds-hooks"],
@@ -66,7 +66,7 @@ async def feedback(service_id: str, request: Request) -> Response:
         raise ApiError(404, "unknown_service", "no CDS service with this id; see GET /cds-services")
     caller = await rt.authenticate(request)
     check_json_content_type(request)
-    body = await read_body(request, rt.settings.max_body_bytes)
+    body = await read_body(request, rt.settings.max_body_bytes, rt.settings.body_timeout_seconds)
     items = _items(parse_json_object(body, rt.settings.max_json_depth))
     if rt.feedback is None:
         raise ApiError(503, "store_unavailable", "feedback cannot be stored: no store is configured")

@@ -275,7 +275,7 @@ def _after_order_sign_task(rt: Runtime, service: Service, obj: dict, context: di
 @router.post(
     "/cds-services/{service_id}",
     response_model=CardsResponse,
-    responses=error_responses(400, 401, 403, 404, 413, 415),
+    responses=error_responses(400, 401, 403, 404, 408, 413, 415),
     openapi_extra=request_body(HookRequest),
     summary="Call a CDS service (CDS Hooks 2.0)",
     tags=["cds-hooks"],
@@ -294,7 +294,7 @@ async def call_service(service_id: str, request: Request) -> Response:
     try:
         caller = await rt.authenticate(request)
         check_json_content_type(request)
-        body = await read_body(request, rt.settings.max_body_bytes)
+        body = await read_body(request, rt.settings.max_body_bytes, rt.settings.body_timeout_seconds)
         hook_body = decode_hook_request(body, rt.settings.max_json_depth)
         obj = hook_body.obj
         context = _validate(obj, service)

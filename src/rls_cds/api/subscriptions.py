@@ -215,7 +215,7 @@ def _queue(rt: Runtime, server: str, tenant: str, named: dict) -> dict[str, int]
 async def notify(request: Request, resource_type: str | None = None, resource_id: str | None = None):
     rt: Runtime = request.app.state.runtime
     _check_secret(request, rt)
-    body_bytes = await read_body(request, rt.settings.max_body_bytes)
+    body_bytes = await read_body(request, rt.settings.max_body_bytes, rt.settings.body_timeout_seconds)
     body = None
     if body_bytes.strip():
         check_json_content_type(request)
@@ -295,7 +295,9 @@ async def operator_reevaluate(request: Request):
 
     rt, caller = await _operator(request)
     check_json_content_type(request)
-    obj = parse_json_object(await read_body(request, 64 * 1024), rt.settings.max_json_depth)
+    obj = parse_json_object(
+        await read_body(request, 64 * 1024, rt.settings.body_timeout_seconds), rt.settings.max_json_depth
+    )
     patient, server = obj.get("patientId"), obj.get("fhirServer")
     if not isinstance(patient, str) or not FHIR_ID.match(patient):
         raise ApiError(400, "invalid_request", "'patientId' must be a FHIR id")

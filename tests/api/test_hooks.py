@@ -160,6 +160,7 @@ OUTCOME = {
         {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": OUTCOME}]},
         "garbage",
         0,
+        {"resourceType": "Bundle", "type": "searchset", "entry": "unreadable"},
     ],
 )
 def test_failed_prefetch_is_reported_not_read_as_no_results(cds_server, services, failed):

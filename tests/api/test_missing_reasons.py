@@ -31,6 +31,8 @@ def test_each_fetch_failure_is_described_as_what_happened(reason, said):
         ({"resourceType": "Bundle", "type": "searchset", "entry": []}, None),  # empty is data: no results
         ({"resourceType": "Patient", "id": "p1"}, None),
         ({"resourceType": "OperationOutcome", "issue": []}, "OperationOutcome"),
+        ({"resourceType": "Bundle", "type": "searchset", "entry": "x"}, "'entry' is not a list"),
+        ({"resourceType": "Bundle", "type": "searchset", "entry": {"resource": {}}}, "'entry' is not a list"),
         ("garbage", "not a FHIR resource"),
         (
             {

@@ -89,6 +89,9 @@ def prefetch_failure(value: Any) -> str | None:
         if value.get("resourceType") == "OperationOutcome":
             return "the EHR could not prefetch it (OperationOutcome)"
         entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+        if entries is not None and not isinstance(entries, list):
+            # Read as "no results", a Bundle with an unreadable 'entry' would say "no ferritin" too.
+            return "the EHR's prefetch Bundle could not be read ('entry' is not a list)"
         for entry in entries if isinstance(entries, list) else ():
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":

@@ -8,6 +8,7 @@ import uuid
 from rls_cds.fhir.client import fetch_queries
 from tests.api import data
 from tests.support.fhir_server import transaction
+from tests.support.scripted_http import ScriptedHandler, serving
 
 
 def _deadline(seconds: float) -> float:
@@ -77,3 +78,25 @@ def test_redirects_are_not_followed(fhir_server, fault_proxy):
         fault_proxy.base_url, {"a": "Condition?patient=x"}, fhir_server.token, _deadline(2), 1.0
     )
     assert result.failed == {"a": "http_302"}
+
+
+class _Odd(ScriptedHandler):
+    """A FHIR server answering searches with a Bundle whose 'entry' is a string, and a big Patient."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        if "/Patient/" in self.path:
+            return self._json({"resourceType": "Patient", "id": "p1", "text": {"div": "x" * 5000}})
+        return self._json({"resourceType": "Bundle", "type": "searchset", "entry": "unreadable"})
+
+
+def test_an_unreadable_bundle_or_an_oversized_answer_is_a_failed_query(monkeypatch):
+    from rls_cds.fhir import client
+
+    monkeypatch.setattr(client, "MAX_PAGE_BYTES", 4096)  # the real cap is 64 MiB
+    with serving(_Odd) as base:
+        result = fetch_queries(
+            base, {"labs": "Observation?patient=p1", "patient": "Patient/p1"}, None, _deadline(5), 2.0
+        )
+    # Read as "no results", the Bundle would have let a card claim "no ferritin in 12 months".
+    assert result.failed == {"labs": "invalid_bundle", "patient": "too_large"}
+    assert result.bundles == {}

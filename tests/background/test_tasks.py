@@ -166,17 +166,27 @@ def _fhir_answering(body: dict):
         yield base
 
 
-def test_unexpected_error_in_a_task_is_dead_lettered_not_lost(broker_url, store, celery_workers, tmp_path):
-    """A FHIR server answering a Bundle whose 'entry' is not a list raised TypeError outside every
-    handled failure: the task just failed (acknowledged) and no dead letter said why."""
-    with _fhir_answering({"resourceType": "Bundle", "type": "searchset", "entry": 5}) as base:
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        {"resourceType": "Bundle", "type": "searchset", "entry": 5},
+        {"resourceType": "Bundle", "type": "searchset", "link": [{"relation": "next", "url": 5}]},
+    ],
+)
+def test_a_malformed_fhir_answer_is_dead_lettered_with_its_reason(
+    broker_url, store, celery_workers, tmp_path, bundle
+):
+    """A FHIR server answering a Bundle whose 'entry' is not a list (or whose next link is no URL) raised
+    TypeError outside every handled failure: the task just failed (acknowledged) and no dead letter
+    said why. Now the read fails by name and the patient is dead-lettered with that reason."""
+    with _fhir_answering(bundle) as base:
         servers = tmp_path / "fhir-servers.yaml"
         servers.write_text(yaml.safe_dump({"servers": {base: {}}}))  # tenant 'default', no credentials
         celery_workers.start(broker_url, env=worker_env(servers))
         answer = _send(broker_url, "default", base, "p-odd").get(timeout=60, propagate=False)
-    assert answer == {"outcome": "dead_letter", "reason": "unexpected_error: TypeError"}, answer
+    assert answer == {"outcome": "dead_letter", "reason": "fhir_invalid_bundle"}, answer
     letters = store.dead_letters("default")
-    assert [x["reason"] for x in letters] == ["unexpected_error: TypeError"]
+    assert [x["reason"] for x in letters] == ["fhir_invalid_bundle"]
 
 
 def test_a_focus_read_cut_by_the_time_limit_is_retried_like_a_patient_read(

@@ -119,6 +119,8 @@ def _describe(reason: str) -> str:
         return "the FHIR server's next-page link pointed to another server (not followed)"
     if reason == "too_many_pages":
         return "the FHIR server returned more pages than the service reads"
+    if reason == "too_large":
+        return "the FHIR server's answer was larger than the service reads"
     return "the FHIR server's answer could not be read"
 
 

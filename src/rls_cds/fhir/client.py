@@ -20,12 +20,16 @@ from urllib.parse import urlsplit
 
 import orjson
 import requests
+import urllib3
 
 from rls_cds.security.outbound import ForbiddenDestination, check_destination
 
 # Enough threads for every prefetch key of a few concurrent hooks; requests are I/O bound.
 _POOL = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fhir-fetch")
 _MAX_PAGES = 50
+# One page of a search is a few MB even for a large patient; a server sending far more must not be
+# able to fill this process's memory (the read stops one byte past this).
+MAX_PAGE_BYTES = 64 * 2**20
 _local = threading.local()
 
 
@@ -75,7 +79,7 @@ def _get_json(
         raise FhirFetchError("forbidden_destination") from e
     try:
         resp = (session or _session()).get(
-            url, headers=headers, timeout=(timeout, timeout), allow_redirects=False
+            url, headers=headers, timeout=(timeout, timeout), allow_redirects=False, stream=True
         )
     except requests.Timeout as e:
         raise FhirFetchError("timeout") from e
@@ -83,12 +87,27 @@ def _get_json(
         raise FhirFetchError("connection") from e
     except requests.RequestException as e:
         raise FhirFetchError("request") from e
-    if resp.status_code != 200:
-        raise FhirFetchError(f"http_{resp.status_code}")
+    with resp:
+        if resp.status_code != 200:
+            raise FhirFetchError(f"http_{resp.status_code}")
+        content = _read_capped(resp)
     try:
-        return orjson.loads(resp.content)
+        return orjson.loads(content)
     except orjson.JSONDecodeError as e:
         raise FhirFetchError("invalid_json") from e
+
+
+def _read_capped(resp: requests.Response) -> bytes:
+    """The body, read from the raw stream so that its size is bounded (urllib3 raises its own errors)."""
+    try:
+        content = resp.raw.read(MAX_PAGE_BYTES + 1, decode_content=True)
+    except urllib3.exceptions.ReadTimeoutError as e:
+        raise FhirFetchError("timeout") from e
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
+        raise FhirFetchError("connection") from e
+    if len(content) > MAX_PAGE_BYTES:
+        raise FhirFetchError("too_large")
+    return content
 
 
 def fetch_search(
@@ -111,6 +130,8 @@ def fetch_search(
             raise FhirFetchError("invalid_json")
         if body.get("resourceType") != "Bundle":
             return [body]  # a read (Patient/123) answers with the resource itself
+        if not isinstance(body.get("entry") or [], list) or not isinstance(body.get("link") or [], list):
+            raise FhirFetchError("invalid_bundle")  # read as "no results", it would hide the data
         for entry in body.get("entry") or ():
             res = entry.get("resource") if isinstance(entry, dict) else None
             # Search bundles may carry OperationOutcome entries (mode=outcome): not data.
@@ -126,6 +147,8 @@ def fetch_search(
         )
         if not nxt:
             return out
+        if not isinstance(nxt, str):
+            raise FhirFetchError("invalid_bundle")
         if _origin(nxt) != origin:
             raise FhirFetchError("foreign_next_link")
         url = nxt

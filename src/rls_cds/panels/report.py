@@ -177,7 +177,7 @@ def worklist_csv(report: dict) -> str:
     w.writerow(CSV_FIELDS)
     w.writerows(
         (
-            row["patient"],
+            _csv_safe(row["patient"]),  # from the resources' subject references: any text
             f["cause"],
             f.get("strength"),
             "yes" if f["cause"] in new else "no",
@@ -192,9 +192,10 @@ def worklist_csv(report: dict) -> str:
 
 
 def _csv_safe(text) -> str:
-    """No spreadsheet formula injection through a summary that starts with = + - @."""
+    """No spreadsheet formula injection through a cell that starts with = + - @ (or a tab or carriage
+    return before one: some spreadsheets skip them)."""
     s = "" if text is None else str(text)
-    return "'" + s if s[:1] in ("=", "+", "-", "@") else s
+    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
 
 
 def _safe(name: str) -> str:

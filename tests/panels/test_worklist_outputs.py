@@ -23,3 +23,13 @@ def test_csv_patient_column_cannot_start_a_formula():
         assert rows[0]["summary"] == "'" + bad and rows[0]["action"] == "'" + bad
     rows = list(csv.DictReader(io.StringIO(worklist_csv(_report("p-1")))))
     assert rows[0]["patient"] == "p-1"  # ordinary ids unchanged
+
+
+def test_csv_cell_with_a_carriage_return_stays_one_cell():
+    # Summaries quote resource displays; csv with lineterminator '\n' left a bare '\r' unquoted, and
+    # spreadsheets (and csv readers) split the row there: the columns after it shifted.
+    text = worklist_csv(_report("p-1", summary="Ferritin\r(2026-09-15)", action="=x\ry"))
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert len(rows) == 1
+    assert rows[0]["summary"] == "Ferritin\r(2026-09-15)" and rows[0]["action"] == "'=x\ry"
+    assert text.count('"') == 4  # both cells quoted

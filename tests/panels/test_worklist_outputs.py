@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
 
+from rls_cds.core.engine import evaluate
+from rls_cds.panels import runs
 from rls_cds.panels.report import worklist_csv
+from rls_cds.settings import Settings
 
 
 def _report(patient: str, summary: str = "s", action: str = "a") -> dict:
@@ -33,3 +39,90 @@ def test_csv_cell_with_a_carriage_return_stays_one_cell():
     assert len(rows) == 1
     assert rows[0]["summary"] == "Ferritin\r(2026-09-15)" and rows[0]["action"] == "'=x\ry"
     assert text.count('"') == 4  # both cells quoted
+
+
+def _write(directory: Path, files: dict[str, list[dict | bytes]]) -> Path:
+    directory.mkdir()
+    for name, lines in files.items():
+        raw = [x if isinstance(x, bytes) else json.dumps(x).encode() for x in lines]
+        (directory / name).write_bytes(b"".join(line + b"\n" for line in raw))
+    return directory
+
+
+def _rls(rid: str, pid: str) -> dict:
+    return {
+        "resourceType": "Condition",
+        "id": rid,
+        "clinicalStatus": {"coding": [{"system": CLINICAL, "code": "active"}]},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "G25.81"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "onsetDateTime": "2020-01-01",
+    }
+
+
+def _ferritin(rid: str, pid: str, value) -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2276-4"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": "2026-09-15T10:00:00Z",
+        "valueQuantity": {
+            "value": value,
+            "unit": "ng/mL",
+            "system": "http://unitsofmeasure.org",
+            "code": "ng/mL",
+        },
+    }
+
+
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _run(tmp_path, panel_redis, terminology, directory: Path, panel: str, workers: int = 1) -> dict:
+    import redis
+
+    settings = Settings(reports_dir=tmp_path / "reports")
+    client = redis.Redis.from_url(panel_redis.url)
+    state = runs.create_local_run(client, sorted(directory.glob("*.ndjson")), panel, workers, settings, NOW)
+    ctx = runs.Context(settings=settings, redis=client, terminology=terminology)
+    for cid in state.ids("map"):
+        runs.run_map(state, cid, ctx)
+    for uid in state.ids("reduce"):
+        runs.run_reduce(state, uid, ctx)
+    return runs.finalize(state, settings.reports_dir)
+
+
+def test_a_patient_with_an_unreadable_line_is_in_the_error_report_not_on_the_worklist(
+    tmp_path, panel_redis, terminology
+):
+    # The ferritin line could not be decoded (value "twelve"): the patient was assessed without it and
+    # listed "no ferritin in 12 months: order iron studies"; the core, given the same resources, says
+    # the ferritin is not valid FHIR and to judge by hand. The parse error named only file and line.
+    export = _write(
+        tmp_path / "unreadable",
+        {
+            "Patient.ndjson": [{"resourceType": "Patient", "id": p} for p in ("ok", "bad", "only-bad")],
+            "Condition.ndjson": [_rls("c1", "ok"), _rls("c2", "bad")],
+            "Observation.ndjson": [
+                _ferritin("f1", "ok", 200),
+                _ferritin("f2", "bad", "twelve"),
+                _ferritin("f3", "ghost", "twelve"),  # a patient known only by the unreadable line
+            ],
+        },
+    )
+    report = _run(tmp_path, panel_redis, terminology, export, "unreadable")
+    assert [e["line"] for e in report["parse_errors"]] == [2, 3]
+    assert "bad" not in {r["patient"] for r in report["worklist"]}
+    errors = {e["patient"]: e["reason"] for e in report["errors"]}
+    assert set(errors) == {"bad", "ghost"}
+    assert "Observation/f2" in errors["bad"] and "Observation.ndjson" in errors["bad"]
+    assert report["counts"]["patients_assessed"] == 2  # ok, only-bad
+    core = evaluate(
+        [{"resourceType": "Patient", "id": "bad"}, _rls("c2", "bad"), _ferritin("f2", "bad", "twelve")],
+        now=NOW,
+        terminology=terminology,
+    )
+    assert not [f for f in core.findings if f.actionable]  # what the worklist said was not what the core says

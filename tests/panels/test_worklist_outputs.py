@@ -126,3 +126,30 @@ def test_a_patient_with_an_unreadable_line_is_in_the_error_report_not_on_the_wor
         terminology=terminology,
     )
     assert not [f for f in core.findings if f.actionable]  # what the worklist said was not what the core says
+
+
+def test_counts_and_console_say_who_was_assessed_without_a_patient_resource_and_what_was_unreadable(
+    tmp_path, panel_redis, terminology
+):
+    # Facts for 'ghost' (no Patient line) were assessed and listed like anyone else; the count of such
+    # patients was kept per unit and dropped from the report. The console said "completed_with_errors;
+    # 0 in the error report" for a run whose only problem was an unreadable line, with no hint of it.
+    from rls_cds.commands.panel import _summary
+
+    export = _write(
+        tmp_path / "ghosts",
+        {
+            "Patient.ndjson": [
+                {"resourceType": "Patient", "id": "p1"},
+                b'{"resourceType": "Patient", "id": ',
+            ],
+            "Condition.ndjson": [_rls("c1", "p1"), _rls("c2", "ghost")],
+            "Observation.ndjson": [_ferritin("f1", "ghost", 9)],
+        },
+    )
+    report = _run(tmp_path, panel_redis, terminology, export, "no-patient-line")
+    assert report["counts"]["patients_assessed"] == 2
+    assert report["counts"]["patients_without_patient_resource"] == 1
+    line = _summary(report)
+    assert "1 unreadable line" in line and "1 patients assessed without a Patient resource" in line
+    assert "ghost" not in line  # the console names no patient

@@ -137,6 +137,8 @@ def build_report(state: RunState, reports_dir: Path) -> dict:
             "resources_kept": sum(s["kept"] for s in stats),
             "bad_lines": bad_lines,
             "outside_panel": merged["outside_panel"],
+            # assessed from facts whose patient has no Patient resource in the files (local runs)
+            "patients_without_patient_resource": merged["warnings"],
         },
         "patients_per_cause": dict(sorted(merged["cause_patients"].items())),
         "actionable_per_cause": dict(sorted(merged["actionable_patients"].items())),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rls_cds.core.engine import evaluate
 from rls_cds.panels import runs
+from rls_cds.panels.html import render_worklist
 from rls_cds.panels.report import worklist_csv
 from rls_cds.settings import Settings
 
@@ -153,3 +154,29 @@ def test_counts_and_console_say_who_was_assessed_without_a_patient_resource_and_
     line = _summary(report)
     assert "1 unreadable line" in line and "1 patients assessed without a Patient resource" in line
     assert "ghost" not in line  # the console names no patient
+
+
+def test_every_worklist_row_names_its_evidence_resources_values_and_dates(tmp_path, panel_redis, terminology):
+    # Rows carried cause, strength, summary and action only: the reader could not tell which
+    # Observation or Condition to open (the core's findings name them in their evidence).
+    export = _write(
+        tmp_path / "evidence",
+        {
+            "Patient.ndjson": [{"resourceType": "Patient", "id": "p1"}],
+            "Condition.ndjson": [_rls("c1", "p1")],
+            "Observation.ndjson": [_ferritin("f1", "p1", 15)],
+        },
+    )
+    report = _run(tmp_path, panel_redis, terminology, export, "evidence")
+    (finding,) = [f for row in report["worklist"] for f in row["findings"] if f["cause"] == "iron_deficiency"]
+    assert {"resource": "Observation/f1", "value": 15.0, "unit": "ng/mL", "date": "2026-09-15"}.items() <= (
+        finding["evidence"][0].items()
+    )
+    rows = list(csv.DictReader(io.StringIO(Path(report["files"]["csv"]).read_text(), newline="")))
+    assert list(rows[0])[:6] == ["patient", "cause", "strength", "new", "summary", "action"]  # stable
+    (iron,) = [r for r in rows if r["cause"] == "iron_deficiency"]
+    assert (
+        "Observation/f1" in iron["evidence"] and "15" in iron["evidence"] and "2026-09-15" in iron["evidence"]
+    )
+    page = render_worklist(report)
+    assert "Observation/f1" in page

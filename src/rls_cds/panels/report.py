@@ -21,7 +21,7 @@ from rls_cds.panels.state import TERMINAL, RunState, runs_of
 
 log = logging.getLogger("rls_cds.panels")
 
-CSV_FIELDS = ["patient", "cause", "strength", "new", "summary", "action"]
+CSV_FIELDS = ["patient", "cause", "strength", "new", "summary", "action", "evidence"]  # append only
 
 
 def empty_tally() -> dict:
@@ -187,12 +187,23 @@ def worklist_csv(report: dict) -> str:
             "yes" if f["cause"] in new else "no",
             _csv_safe(f.get("summary")),
             _csv_safe(f.get("action")),
+            _csv_safe(evidence_text(f)),
         )
         for row in report["worklist"]
         for new in (set(row.get("new_causes") or ()),)
         for f in row["findings"]
     )
     return buf.getvalue()
+
+
+def evidence_text(finding: dict) -> str:
+    """'Observation/f1 15 ng/mL 2026-09-15; Condition/c1 2020-01-01': the resources a finding rests on."""
+    return "; ".join(
+        " ".join(
+            str(x) for x in (e.get("resource"), e.get("value"), e.get("unit"), e.get("date")) if x is not None
+        )
+        for e in finding.get("evidence") or ()
+    )
 
 
 def _csv_safe(text) -> str:

@@ -109,6 +109,12 @@ def _summary(report: dict, seconds: float | None = None) -> str:
     )
     if seconds:
         line += f" in {seconds:.2f} s ({c['resources'] / seconds:,.0f} resources/s)"
+    if c.get("bad_lines"):
+        line += f"\n{c['bad_lines']} unreadable lines (parse_errors in the report)"
+    if c.get("patients_without_patient_resource"):
+        line += f"\n{c['patients_without_patient_resource']} patients assessed without a Patient resource"
+    for problem in report.get("run_errors") or []:
+        line += f"\n{problem}"
     return line + f"\nreport: {report['files']['json']}  {report['files']['csv']}"
 
 

@@ -28,6 +28,7 @@ class Outcome:
                 "strength": _get(f, "strength"),
                 "summary": _get(f, "summary"),
                 "action": _get(f, "action"),
+                "evidence": [_evidence(e) for e in _get(f, "evidence") or ()],
             }  # fmt: skip
             for f in raw
             if _get(f, "actionable")
@@ -42,6 +43,16 @@ class Outcome:
         if self._findings is None:
             self._findings = [f if isinstance(f, dict) else msgspec.to_builtins(f) for f in self._raw]
         return self._findings
+
+
+def _evidence(e: Any) -> dict:
+    """What a worklist reader opens: the resource, and its value and date when it has them."""
+    out = {"resource": _get(e, "resource")}
+    for name in ("display", "value", "unit", "date"):
+        value = _get(e, name)
+        if value is not None:
+            out[name] = value
+    return out
 
 
 def _get(finding: Any, name: str) -> Any:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import urlencode
 
+from rls_cds.panels.report import evidence_text
+
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0}th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;
@@ -86,7 +88,7 @@ def render_worklist(
         out.append(f"<p><a id='csv' href='{_e(csv_url)}'>Download CSV</a></p>")
     out.append(
         "<table id='worklist'><tr><th>patient</th><th>cause</th><th>strength</th><th>summary</th>"
-        "<th>action</th><th>new</th></tr>"
+        "<th>action</th><th>evidence</th><th>new</th></tr>"
     )
     for row in rows:
         new = set(row.get("new_causes") or ())
@@ -97,7 +99,7 @@ def render_worklist(
             out.append(
                 f"<tr class='finding' data-patient='{_e(row['patient'])}' data-cause='{_e(f.get('cause'))}'>"
                 f"<td>{_e(row['patient'])}</td><td>{_e(f.get('cause'))}</td><td>{_e(f.get('strength'))}</td>"
-                f"<td>{_e(f.get('summary'))}</td><td>{_e(f.get('action'))}</td>"
+                f"<td>{_e(f.get('summary'))}</td><td>{_e(f.get('action'))}</td><td>{_e(evidence_text(f))}</td>"
                 f"<td class='{'new' if is_new else 'muted'}'>{'new' if is_new else ''}</td></tr>"
             )
     out.append("</table>")

@@ -21,7 +21,7 @@ from rls_cds.panels.state import TERMINAL, RunState, runs_of
 
 log = logging.getLogger("rls_cds.panels")
 
-CSV_FIELDS = ["patient", "cause", "strength", "new", "summary", "action"]
+CSV_FIELDS = ["patient", "cause", "strength", "new", "summary", "action", "evidence"]  # append only
 
 
 def empty_tally() -> dict:
@@ -137,6 +137,8 @@ def build_report(state: RunState, reports_dir: Path) -> dict:
             "resources_kept": sum(s["kept"] for s in stats),
             "bad_lines": bad_lines,
             "outside_panel": merged["outside_panel"],
+            # assessed from facts whose patient has no Patient resource in the files (local runs)
+            "patients_without_patient_resource": merged["warnings"],
         },
         "patients_per_cause": dict(sorted(merged["cause_patients"].items())),
         "actionable_per_cause": dict(sorted(merged["actionable_patients"].items())),
@@ -173,16 +175,19 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def worklist_csv(report: dict) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")  # rows in CSV_FIELDS order (DictWriter: +40 % time)
+    # Rows in CSV_FIELDS order (DictWriter: +40 % time). RFC 4180 line ends: with '\n' the writer left a
+    # bare '\r' from a resource's text unquoted, and spreadsheets split the row there.
+    w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(CSV_FIELDS)
     w.writerows(
         (
-            row["patient"],
+            _csv_safe(row["patient"]),  # from the resources' subject references: any text
             f["cause"],
             f.get("strength"),
             "yes" if f["cause"] in new else "no",
             _csv_safe(f.get("summary")),
             _csv_safe(f.get("action")),
+            _csv_safe(evidence_text(f)),
         )
         for row in report["worklist"]
         for new in (set(row.get("new_causes") or ()),)
@@ -191,10 +196,21 @@ def worklist_csv(report: dict) -> str:
     return buf.getvalue()
 
 
+def evidence_text(finding: dict) -> str:
+    """'Observation/f1 15 ng/mL 2026-09-15; Condition/c1 2020-01-01': the resources a finding rests on."""
+    return "; ".join(
+        " ".join(
+            str(x) for x in (e.get("resource"), e.get("value"), e.get("unit"), e.get("date")) if x is not None
+        )
+        for e in finding.get("evidence") or ()
+    )
+
+
 def _csv_safe(text) -> str:
-    """No spreadsheet formula injection through a summary that starts with = + - @."""
+    """No spreadsheet formula injection through a cell that starts with = + - @ (or a tab or carriage
+    return before one: some spreadsheets skip them)."""
     s = "" if text is None else str(text)
-    return "'" + s if s[:1] in ("=", "+", "-", "@") else s
+    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
 
 
 def _safe(name: str) -> str:

@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
+import orjson
 
+from rls_cds.core.facts import patient_of_reference
 from rls_cds.fhir import thin
 from rls_cds.panels.evaluation import Evaluator
 from rls_cds.panels.relevance import LabHorizon, Relevance
@@ -141,6 +143,9 @@ class _Mapper:
         self.locate = locate
         self.other = self.bad = 0
         self.errors: list[dict] = []
+        # Patient key -> resources of theirs on unreadable lines: their data are incomplete (every one
+        # of them, not only the first MAX_ERRORS_PER_CHUNK lines listed with a line number).
+        self.unreadable: dict[str, list[str]] = {}
 
     def lines(self, lines: Iterable[tuple[int, bytes]]) -> None:
         """Line by line: each bad line is reported (file and line) and skipped."""
@@ -153,13 +158,13 @@ class _Mapper:
                 if _unknown_type(exc):
                     self.other += 1  # a resource type no rule reads (Encounter, Procedure, ...)
                 else:
-                    self._bad(loc, f"invalid resource: {exc}")
+                    self._bad(loc, line, f"invalid resource: {exc}")
             except msgspec.DecodeError as exc:
-                self._bad(loc, f"malformed JSON: {exc}")
+                self._bad(loc, line, f"malformed JSON: {exc}")
             except UnicodeDecodeError:  # msgspec lets the codec's error through, not a DecodeError
-                self._bad(loc, "malformed JSON: not UTF-8")
+                self._bad(loc, line, "malformed JSON: not UTF-8")
             except RecursionError:
-                self._bad(loc, "malformed JSON: nested too deeply")
+                self._bad(loc, line, "malformed JSON: nested too deeply")
             if len(batch) >= 4096:
                 self.sorter.file(batch)
                 batch = []
@@ -177,10 +182,13 @@ class _Mapper:
                 continue
             self.sorter.file(items)
 
-    def _bad(self, loc: int, reason: str) -> None:
+    def _bad(self, loc: int, line: bytes, reason: str) -> None:
         self.bad += 1
         if len(self.errors) < MAX_ERRORS_PER_CHUNK:
             self.errors.append({"line": self.locate(loc), "reason": reason})
+        owner = _owner_of_line(line)
+        if owner is not None:
+            self.unreadable.setdefault(owner[0], []).append(owner[1])
 
     def result(self) -> tuple[dict[int, dict[str, list]], dict[str, thin.Medication], dict]:
         s = self.sorter
@@ -191,8 +199,41 @@ class _Mapper:
             "unlinked": s.unlinked,
             "bad_lines": self.bad,
             "errors": self.errors,
+            "unreadable": self.unreadable,
         }
         return s.parts, s.meds, stats
+
+
+def _owner_of_line(line: bytes) -> tuple[str, str] | None:
+    """('Patient/<id>', 'Type/<id>') of a line the thin decoder rejected, when it is JSON naming one."""
+    try:
+        res = orjson.loads(line)
+    except orjson.JSONDecodeError:  # also not UTF-8, nested too deeply
+        return None
+    if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+        return None
+    kind, rid = res["resourceType"], res.get("id")
+    name = f"{kind}/{rid}" if isinstance(rid, str) else f"a {kind}"
+    if kind == "Patient":
+        return (f"Patient/{rid}", name) if isinstance(rid, str) else None
+    subject = res.get("subject")
+    ref = subject.get("reference") if isinstance(subject, dict) else None
+    key = patient_of_reference(ref) if isinstance(ref, str) else None
+    return (key, name) if key else None
+
+
+def unreadable_by_patient(mapstats: list[dict], partitions: int, p: int) -> dict[str, str]:
+    """Patient key -> why their data are incomplete, for the patients of partition p with a line the
+    map could not read ('Observation/f2 in Observation.ndjson')."""
+    found: dict[str, list[str]] = {}
+    for s in mapstats:
+        for key, names in (s.get("unreadable") or {}).items():
+            if partition_of(key, partitions) == p:
+                found.setdefault(key, []).extend(f"{n} in {s.get('file')}" for n in names)
+    return {
+        key: "unreadable line in the export (" + ", ".join(sorted(set(where))[:5]) + "): judge by hand"
+        for key, where in found.items()
+    }
 
 
 def _lines_of(offset: int, block: bytes):
@@ -286,20 +327,24 @@ def reduce_partition(
     previous run's worklist entries and count as ``unchanged``."""
     t0 = time.perf_counter()
     meta = state.meta()
-    failed_kinds = frozenset(s.get("kind") or "ndjson" for s in state.mapstats() if s.get("failed"))
+    mapstats = state.mapstats()
+    failed_kinds = frozenset(s.get("kind") or "ndjson" for s in mapstats if s.get("failed"))
+    unreadable = unreadable_by_patient(mapstats, int(meta["partitions"]), p)
     by_patient = group_partition(state.part_blobs(p))
     members = state.members(p)
     result = new_result(f"p{p}")
     if meta.get("incremental") and members is not None and refetch is not None:
-        _reduce_incremental(state, p, meta, result, by_patient, members, evaluator, on_patient, refetch)
+        _reduce_incremental(
+            state, p, meta, result, by_patient, members, evaluator, on_patient, refetch, unreadable
+        )
     else:
-        _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on_patient)
+        _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on_patient, unreadable)
     result["seconds"] = round(time.perf_counter() - t0, 4)
     state.save_result(f"p{p}", result)
     return result
 
 
-def _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on_patient) -> None:
+def _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on_patient, unreadable) -> None:
     # `in` first: only orders carry a medicationReference (no call per Observation).
     wanted_meds = {
         m
@@ -324,15 +369,25 @@ def _reduce_full(state, result, by_patient, members, failed_kinds, evaluator, on
         if failed_kinds:
             add_error(result, pid, "incomplete export: could not read " + ", ".join(sorted(failed_kinds)))
             continue
+        if key in unreadable:  # assessed without it, the worklist could say the opposite of the core
+            add_error(result, pid, unreadable[key])
+            continue
         evaluate_patient(result, pid, _with_medications(items, meds), evaluator, on_patient)
     if members is not None:
         for key in sorted(members - present):
-            add_error(result, key.split("/", 1)[1], "no Patient resource for this member in the export")
+            reason = unreadable.get(key) or "no Patient resource for this member in the export"
+            add_error(result, key.split("/", 1)[1], reason)
+    else:  # patients known only by lines that could not be read
+        for key in sorted(set(unreadable) - set(by_patient)):
+            add_error(result, key.split("/", 1)[1], unreadable[key])
 
 
-def _reduce_incremental(state, p, meta, result, by_patient, members, evaluator, on_patient, refetch) -> None:
+def _reduce_incremental(
+    state, p, meta, result, by_patient, members, evaluator, on_patient, refetch, unreadable
+) -> None:
     forced = state.forced(p)  # new members, past errors
-    touched = sorted({k for k in by_patient if k in members} | (forced & members))
+    # A member whose changed line could not be read has changed too: re-read in full.
+    touched = sorted({k for k in by_patient if k in members} | ((forced | set(unreadable)) & members))
     result["outside_panel"] += sum(1 for k in by_patient if k not in members)
     for key in touched:
         pid = key.split("/", 1)[1]

@@ -179,3 +179,24 @@ def test_check_notes_an_empty_patient_digest_key_like_an_unset_one():
     # 'RLS_PATIENT_DIGEST_KEY=' in a .env file: the digests are unkeyed SHA-256, so the check must say so.
     out = run_cli("config", "check", "--offline", env={"RLS_DEV_MODE": "false", "RLS_PATIENT_DIGEST_KEY": ""})
     assert "RLS_PATIENT_DIGEST_KEY is not set" in out.stderr
+
+
+@pytest.mark.parametrize("broken", ["missing", "invalid"])
+def test_serve_without_a_readable_catalogue_refuses_to_start_naming_the_variable(tmp_path, broken):
+    # A `pip install` carries no cds-hooks/ folder (operations.md §3): serve used to die of an uncaught
+    # FileNotFoundError (exit 1, a stack, no path, no variable) after starting the embedded Redis.
+    catalogue = tmp_path / "cds-hooks"
+    if broken == "invalid":
+        catalogue.mkdir()
+        (catalogue / "services.yaml").write_text("services:\n  - id: x\n    hook: no-such-hook\n")
+    out = run_cli(
+        "serve",
+        "--dev",
+        "--port",
+        "1",
+        env={"REDIS_URL": "redis://127.0.0.1:1/0", "RLS_CATALOGUE_DIR": str(catalogue)},
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "refusing to start" in out.stderr and "RLS_CATALOGUE_DIR" in out.stderr
+    assert "uncaught exception" not in out.stderr

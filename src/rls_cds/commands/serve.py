@@ -60,6 +60,21 @@ def _security_problem(settings) -> str | None:
     return None
 
 
+def _catalogue_problem(settings) -> str | None:
+    """The service catalogue must load before anything starts (a `pip install` carries no cds-hooks/)."""
+    from rls_cds.api.catalogue import load_catalogue
+
+    try:
+        load_catalogue(settings.catalogue_dir, None)
+    except Exception as exc:  # noqa: BLE001 - no patient data here; name the variable and the cause
+        if isinstance(exc, OSError):
+            cause = f"{exc.strerror}: {exc.filename}"
+        else:
+            cause = f"{type(exc).__name__}: {exc}"
+        return f"RLS_CATALOGUE_DIR: the service catalogue (services.yaml) does not load ({cause})"
+    return None
+
+
 class StartupRefused(Exception):
     """A start-up problem for the operator: one line on stderr, exit 2, no traceback."""
 
@@ -144,7 +159,7 @@ def run(args) -> int:
         return 2
     from rls_cds.tracing import missing_dependency
 
-    problem = _security_problem(settings) or missing_dependency(settings)
+    problem = _security_problem(settings) or missing_dependency(settings) or _catalogue_problem(settings)
     if problem:
         log.error("refusing to start: %s", problem)
         print(f"rls-cds serve: refusing to start: {problem}", file=sys.stderr)

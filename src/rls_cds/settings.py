@@ -19,7 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RLS_", extra="ignore", validate_default=True)
+    # An empty variable (`RLS_PANELS_FILE=` in a .env) means "not set", never the path "." or "".
+    model_config = SettingsConfigDict(
+        env_prefix="RLS_", extra="ignore", validate_default=True, env_ignore_empty=True
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

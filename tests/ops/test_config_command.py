@@ -200,3 +200,13 @@ def test_serve_without_a_readable_catalogue_refuses_to_start_naming_the_variable
     assert out.returncode == 2, out.stderr[-2000:]
     assert "refusing to start" in out.stderr and "RLS_CATALOGUE_DIR" in out.stderr
     assert "uncaught exception" not in out.stderr
+
+
+def test_an_empty_variable_means_not_set():
+    """`RLS_PANELS_FILE=` (an empty line in a .env) was the path '.': 'file . does not exist'."""
+    env = {"RLS_PANELS_FILE": "", "RLS_FHIR_SERVERS_FILE": "", "REDIS_URL": "", "RLS_PORT": ""}
+    shown = json.loads(run_cli("config", "show", "--json", env=env).stdout)
+    assert shown["panels_file"] is None and shown["fhir_servers_file"] is None
+    assert shown["redis_url"] is None and shown["port"] == Settings.model_fields["port"].default
+    out = run_cli("config", "check", "--offline", env=env)
+    assert "does not exist" not in out.stderr, out.stderr

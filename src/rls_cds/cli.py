@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMAND_MODULES = [
@@ -38,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         from rls_cds.settings import get_settings
 
         get_settings()  # invalid configuration stops every command here, naming the variable
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+        return code
+    except BrokenPipeError:
+        # The reader went away (`rls-cds panel report RUN | head`): stop quietly, as Unix tools do;
+        # stdout goes to /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     except Exception as exc:
         from rls_cds.commands.config import configuration_error
 

@@ -210,3 +210,19 @@ def test_an_empty_variable_means_not_set():
     assert shown["redis_url"] is None and shown["port"] == Settings.model_fields["port"].default
     out = run_cli("config", "check", "--offline", env=env)
     assert "does not exist" not in out.stderr, out.stderr
+
+
+def test_a_closed_pipe_stops_a_command_quietly():
+    """`rls-cds panel report RUN --format json | head` printed a BrokenPipeError traceback."""
+    import os
+    import subprocess
+
+    from tests.support.cds_server import RLS_CDS_BIN
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_") and k != "REDIS_URL"}
+    cmd = [str(RLS_CDS_BIN), "config", "show"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+    assert proc.returncode == 141

@@ -194,8 +194,11 @@ def test_cli_ndjson_two_workers(export, tmp_path, panel_redis):
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"{N} patients assessed" in out.stdout and "resources/s" in out.stdout
     assert "synth-" not in out.stdout + out.stderr  # no patient id on the console or in logs
-    report = json.loads(next((tmp_path / "r" / "local").glob("*.json")).read_text())
+    [folder] = (tmp_path / "r").glob("local-*")  # one panel id per export: runs of it compare
+    report = json.loads(next(folder.glob("*.json")).read_text())
     assert report["counts"]["patients_assessed"] == N
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and [p.name for p in (tmp_path / "r").glob("local-*")] == [folder.name]
     bad = subprocess.run([*cmd[:4], str(tmp_path / "missing")], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "no such NDJSON" in bad.stderr
     from tests.support.fhir_server import free_port

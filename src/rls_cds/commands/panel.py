@@ -29,7 +29,11 @@ def register(sub) -> None:
     run.add_argument("--ndjson", nargs="+", metavar="PATH", help="Bulk NDJSON files or directories")
     run.add_argument("--workers", type=int, default=1, help="worker processes for --ndjson (default 1)")
     run.add_argument("--tenant", help="with --ndjson: also store assessments under this tenant")
-    run.add_argument("--panel-id", default="local", help="with --ndjson: panel id used in the report")
+    run.add_argument(
+        "--panel-id",
+        help="with --ndjson: panel id used in the report and to find the previous run (default: "
+        "'local-' and a digest of the paths, so only runs of the same export are compared)",
+    )
     run.add_argument("--wait", action="store_true", help="wait for the Celery run to finish")
     run.add_argument("--timeout", type=float, default=24 * 3600, help="seconds --wait waits")
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -186,13 +190,23 @@ def _run_ndjson(args, settings) -> int:
             settings,
             url,
             terminology,
-            panel_id=args.panel_id,
+            panel_id=args.panel_id or _local_panel_id(args.ndjson),
             tenant=args.tenant,
             progress=progress,
         )
     progress.close()
     print(_summary(report, time.perf_counter() - t0))
     return 0 if report["status"] == "succeeded" else 1
+
+
+def _local_panel_id(paths: list[str]) -> str:
+    """'local-<digest of the resolved paths>': "new since the previous run" then compares runs of one
+    export, never two unrelated ones that both defaulted to 'local'."""
+    import hashlib
+    from pathlib import Path
+
+    key = "\0".join(sorted(str(Path(p).resolve()) for p in paths))
+    return "local-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 def cmd_status(args) -> int:

@@ -435,7 +435,7 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) ->
         else frozenset()
     )
     fact = _blank_lab(ref, lab_def, coding, date, interp)
-    read = _read_value(res, fact, t, facts.warnings, _implied_unit(lab_def))
+    read = _read_value(res, fact, t, facts.warnings, lab_def)
     final = status in FINAL_OBSERVATION
     if final and read and fact.value is None and lab_def.analyte in NUMERIC_ONLY:
         # A numeric analyte answered in words ('hemolysed', 'see comment'): a result that exists but
@@ -453,20 +453,16 @@ def _observation(res: dict, ref: str, t: Any, facts: Facts, scope: ReadScope) ->
     (facts.labs if final else facts.pending_labs).append(fact)
 
 
-def _implied_unit(lab_def: Any) -> str | None:
-    """The unit a value sent without one is read in: the analyte's canonical unit, unless the LOINC code
-    itself is of the other kind of quantity (glucose 15074-8 and magnesium 2601-3 are [Moles/volume],
-    their canonical unit mg/dL is a mass): a bare 5.2 there is 5.2 mmol/L, never 5.2 mg/dL."""
-    canonical = lab_def.canonical_unit or ""
-    molar_code = "[Moles/" in (getattr(lab_def, "display", "") or "")
-    mass_code = "[Mass/" in (getattr(lab_def, "display", "") or "")
-    molar_unit = "mol/" in canonical
-    if (molar_code and not molar_unit) or (mass_code and molar_unit):
-        return None
-    return canonical
+def _unitless_is_canonical(lab_def: Any) -> bool:
+    """Whether a value sent without a unit is read in the analyte's canonical unit: not when the LOINC
+    code itself is of the other kind of quantity (glucose 15074-8 and magnesium 2601-3 are
+    [Moles/volume], their canonical unit mg/dL is a mass): a bare 5.2 there is 5.2 mmol/L, never mg/dL."""
+    display = getattr(lab_def, "display", "") or ""
+    molar_unit = "mol/" in (lab_def.canonical_unit or "")
+    return not (("[Moles/" in display and not molar_unit) or ("[Mass/" in display and molar_unit))
 
 
-def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str], implied: str | None = "") -> bool:
+def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str], lab_def: Any = None) -> bool:
     qty = res.get("valueQuantity")
     if isinstance(qty, dict):
         raw = qty.get("value")
@@ -477,9 +473,9 @@ def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str], implied: 
             return False
         comparator = qty.get("comparator")
         unit_code, unit_text = qty.get("code"), qty.get("unit")
-        return _convert(fact, float(raw), comparator, unit_code, unit_text, t, warnings, implied)
+        return _convert(fact, float(raw), comparator, unit_code, unit_text, t, warnings, lab_def)
     if isinstance(res.get("valueInteger"), int) and not isinstance(res.get("valueInteger"), bool):
-        return _convert(fact, float(res["valueInteger"]), None, None, None, t, warnings, implied)
+        return _convert(fact, float(res["valueInteger"]), None, None, None, t, warnings, lab_def)
     if isinstance(res.get("valueCodeableConcept"), dict):
         concept = res["valueCodeableConcept"]
         fact.coded = tuple(
@@ -492,13 +488,13 @@ def _read_value(res: dict, fact: LabFact, t: Any, warnings: list[str], implied: 
     if isinstance(res.get("valueString"), str):
         m = _NUMBER.match(res["valueString"])
         if m:
-            return _convert(fact, float(m.group(2)), m.group(1), None, None, t, warnings, implied)
+            return _convert(fact, float(m.group(2)), m.group(1), None, None, t, warnings, lab_def)
         fact.text = res["valueString"]
         return True
     return False  # no value (dataAbsentReason, components only): nothing to read
 
 
-def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings, implied: str | None = "") -> bool:
+def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings, lab_def: Any = None) -> bool:
     if not math.isfinite(raw):
         warnings.append(f"{fact.ref}: {fact.analyte} value is not a finite number; not used")
         return False
@@ -512,7 +508,8 @@ def _convert(fact, raw, comparator, unit_code, unit_text, t, warnings, implied: 
         return False
     fact.comparator = comparator if comparator in ("<", "<=", ">", ">=") else None
     units = [u for u in (unit_code, unit_text) if isinstance(u, str) and u.strip()]
-    if not units and implied is None:
+    # Judged only for a value without a unit (the lab's definition is read for those only).
+    if not units and lab_def is not None and not _unitless_is_canonical(lab_def):
         # No unit, and the code's own kind of quantity is not the canonical unit's: not guessed.
         warnings.append(f"{fact.ref}: no unit given for a {fact.analyte} code in other units; value not used")
         fact.unreadable = "unit"

@@ -98,10 +98,16 @@ def background_server(fhir_server: str, settings=None) -> tuple[bool, str]:
 
     settings = settings or get_settings()
     servers = load_fhir_servers(settings)
-    if not servers:  # same tenant as the hooks' development caller, so hooks find what was stored
-        return True, "dev" if settings.dev_mode else "default"
+    if not servers:
+        return True, unlisted_tenant(settings)
     cfg = servers.get(normalize_base(fhir_server))
     return (cfg is not None, cfg.tenant if cfg is not None else "default")
+
+
+def unlisted_tenant(settings) -> str:
+    """The tenant of background work when there is no servers file: the hooks' development caller's in
+    development mode (so hooks find what was stored), else 'default'."""
+    return "dev" if settings.dev_mode else "default"
 
 
 def split_reference(ref: object) -> tuple[str | None, str | None]:

@@ -69,12 +69,10 @@ def run(args) -> int:
 
 def _default_tenant(fhir_server: str | None) -> str:
     """The tenant a notification about this server would be filed under, so hooks find the result."""
-    from rls_cds.background.triggers import background_server
+    from rls_cds.background.triggers import background_server, unlisted_tenant
     from rls_cds.settings import get_settings
 
-    if fhir_server:
-        return background_server(fhir_server)[1]
-    return "dev" if get_settings().dev_mode else "default"
+    return background_server(fhir_server)[1] if fhir_server else unlisted_tenant(get_settings())
 
 
 def _reevaluate_one(args) -> int:

@@ -110,6 +110,11 @@ def _read_capped(resp: requests.Response) -> bytes:
     return content
 
 
+def unreadable_bundle(bundle: dict) -> bool:
+    """A Bundle whose ``entry`` or ``link`` is not a list: read as "no results", it would hide the data."""
+    return not isinstance(bundle.get("entry") or [], list) or not isinstance(bundle.get("link") or [], list)
+
+
 def fetch_search(
     url: str,
     headers: dict[str, str],
@@ -130,8 +135,8 @@ def fetch_search(
             raise FhirFetchError("invalid_json")
         if body.get("resourceType") != "Bundle":
             return [body]  # a read (Patient/123) answers with the resource itself
-        if not isinstance(body.get("entry") or [], list) or not isinstance(body.get("link") or [], list):
-            raise FhirFetchError("invalid_bundle")  # read as "no results", it would hide the data
+        if unreadable_bundle(body):
+            raise FhirFetchError("invalid_bundle")
         for entry in body.get("entry") or ():
             res = entry.get("resource") if isinstance(entry, dict) else None
             # Search bundles may carry OperationOutcome entries (mode=outcome): not data.

@@ -15,6 +15,7 @@ import orjson
 import requests
 
 from rls_cds.core.facts import patient_of_reference
+from rls_cds.fhir.client import unreadable_bundle
 from rls_cds.panels.work import add_error, evaluate_patient, new_result
 
 QUERIES = (
@@ -67,8 +68,7 @@ def search_all(session: requests.Session, base: str, query: str, timeout: float)
     out: list[dict] = []
     for _ in range(MAX_PAGES):
         bundle = get_json(session, url, timeout)
-        if not isinstance(bundle.get("entry") or [], list) or not isinstance(bundle.get("link") or [], list):
-            # Read as lists below: anything else would fail the unit on every redelivery, for ever.
+        if unreadable_bundle(bundle):  # else a TypeError below fails the unit on every redelivery
             raise FetchError("FHIR server answered with a Bundle whose entry or link is not a list")
         for entry in bundle.get("entry") or []:
             res = entry.get("resource") if isinstance(entry, dict) else None
